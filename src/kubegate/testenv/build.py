@@ -191,7 +191,7 @@ def build_all(
         installed = c.Installed.at(cache, comp)
         if is_built(installed):
             results.append(BuildResult(comp.name, comp.version, 0.0, cached=True))
-            report(f"  {comp.name:<15} {comp.version:<12} cached  {installed.binary}")
+            report(f"  {comp.name:<24} {comp.version:<12} cached  {installed.binary}")
         else:
             pending.append(installed)
     if not pending:
@@ -215,7 +215,7 @@ def build_all(
         finally:
             running.pop(comp.name, None)
         seconds = time.monotonic() - started
-        report(f"  {comp.name:<15} {comp.version:<12} built in {seconds:.0f} s")
+        report(f"  {comp.name:<24} {comp.version:<12} built in {seconds:.0f} s")
         return BuildResult(comp.name, comp.version, seconds, cached=False)
 
     try:
@@ -228,7 +228,7 @@ def build_all(
                     results.append(future.result())
                 except BuildError as exc:
                     errors.append(exc)
-                    report(f"  {exc.component:<15} FAILED: {exc}")
+                    report(f"  {exc.component:<24} FAILED: {exc}")
             if errors:
                 raise errors[0]
     finally:

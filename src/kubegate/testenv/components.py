@@ -98,6 +98,17 @@ KUBE_APISERVER = GoComponent(
     tags=("selinux", "notest", "grpcnotrace"),
     kubernetes_staging=True,
 )
+# The built-in view/edit/admin ClusterRoles are aggregated: only the controller-manager's
+# clusterrole-aggregation controller fills in their rules.
+KUBE_CONTROLLER_MANAGER = GoComponent(
+    name="kube-controller-manager",
+    version=KUBERNETES_VERSION,
+    module="k8s.io/kubernetes",
+    package="k8s.io/kubernetes/cmd/kube-controller-manager",
+    binary="kube-controller-manager",
+    tags=("selinux", "notest", "grpcnotrace"),
+    kubernetes_staging=True,
+)
 ETCD = GoComponent(
     name="etcd",
     version=ETCD_VERSION,
@@ -172,7 +183,7 @@ DEX = GoComponent(
     ),
 )
 
-GO_COMPONENTS: tuple[GoComponent, ...] = (KUBE_APISERVER, ETCD, KWOK, DEX)
+GO_COMPONENTS: tuple[GoComponent, ...] = (KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, ETCD, KWOK, DEX)
 
 
 LOCAL_MODULE_DIR = "module"

@@ -1,8 +1,8 @@
-"""A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC) and a kwok node.
+"""A real Kubernetes control plane on loopback.
 
-There is no controller-manager and no scheduler: pods name their node, ServiceAccounts get
-tokens only through the TokenRequest API, and deleted namespaces never finish terminating (tests
-use a fresh namespace each).
+etcd, kube-apiserver (RBAC), kube-controller-manager (a few controllers, see ``CONTROLLERS``)
+and a kwok node. There is no scheduler: pods name their node. ServiceAccounts get tokens
+through the TokenRequest API only.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from lightkube.codecs import load_all_yaml
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 from lightkube.resources.core_v1 import Node
+from lightkube.resources.rbac_authorization_v1 import ClusterRole
 
 from kubegate.pki import CertificateAuthority, KeyPair, rsa_key_pem
 from kubegate.testenv import components as c
@@ -33,6 +34,16 @@ from kubegate.testenv.processes import ManagedProcess, ProcessFailed, free_port
 Report = Callable[[str], None]
 
 SERVICE_CIDR = "10.0.0.0/24"
+# Only what a real cluster needs for kubegate's behaviour to be real: aggregated ClusterRoles,
+# namespaces that finish terminating, garbage collection, default ServiceAccounts and the CA
+# ConfigMap. No node lifecycle (kwok heartbeats its node) and no workload controllers.
+CONTROLLERS = (
+    "clusterrole-aggregation-controller",
+    "namespace-controller",
+    "garbage-collector-controller",
+    "serviceaccount-controller",
+    "root-ca-certificate-publisher-controller",
+)
 _APISERVER_HOSTS = (
     "127.0.0.1",
     "localhost",
@@ -124,12 +135,17 @@ class ControlPlane:
         started = time.monotonic()
         binaries = {
             comp.name: installed_binary(self.cache, comp)
-            for comp in (c.ETCD, c.KUBE_APISERVER, c.KWOK)
+            for comp in (c.ETCD, c.KUBE_APISERVER, c.KUBE_CONTROLLER_MANAGER, c.KWOK)
         }
         try:
             etcd_url = self._start_etcd(binaries["etcd"])
             self._credentials = self._start_apiserver(binaries["kube-apiserver"], etcd_url)
-            self._start_kwok(binaries["kwok"])
+            client = self.admin_client()
+            try:
+                self._start_controller_manager(binaries["kube-controller-manager"], client)
+                self._start_kwok(binaries["kwok"], client)
+            finally:
+                client.close()
         except BaseException:
             self.stop()
             raise
@@ -265,8 +281,26 @@ class ControlPlane:
                 raise ProcessFailed("kwok's CustomResourceDefinitions were not established")
             time.sleep(0.1)
 
-    def _start_kwok(self, binary: Path) -> None:
-        client = self.admin_client()
+    def _start_controller_manager(self, binary: Path, client: Client) -> None:
+        proc = self._spawn(
+            "kube-controller-manager",
+            [
+                str(binary),
+                f"--kubeconfig={self.credentials.kubeconfig}",
+                "--leader-elect=false",
+                f"--controllers={','.join(CONTROLLERS)}",
+                f"--root-ca-file={self.credentials.ca_file}",
+                "--secure-port=0",
+                "--v=1",
+            ],
+        )
+
+        def roles_aggregated() -> bool:
+            return all(client.get(ClusterRole, name).rules for name in ("view", "edit", "admin"))
+
+        proc.wait_until(roles_aggregated, timeout=60, what="aggregating the view/edit/admin roles")
+
+    def _start_kwok(self, binary: Path, client: Client) -> None:
         self._install_kwok_crds(client)
         client.create(Node.from_dict(kwok.node()))
         self.kubelet_port = free_port()

@@ -1,0 +1,72 @@
+"""``kubegate demo``: the local control plane, a demo pod and the commands to try."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from lightkube.resources.core_v1 import Namespace
+from rich.console import Console
+
+from kubegate.testenv.build import ensure_environment
+from kubegate.testenv.controlplane import ControlPlane
+from kubegate.testenv.pods import EchoServer, create_fake_pod
+
+DEMO_NAMESPACE = "demo"
+DEMO_POD = "hello"
+
+
+def run_demo(stop: threading.Event, workdir: Path | None, console: Console) -> None:
+    """Start everything, print how to use it, block until ``stop`` is set or Ctrl-C."""
+    console.print("[bold]kubegate demo[/bold]: preparing the local test environment")
+    ensure_environment(report=console.print)
+    keep = workdir is not None
+    root = workdir or Path(tempfile.mkdtemp(prefix="kubegate-demo-"))
+    echo = EchoServer()
+    plane = ControlPlane(workdir=root / "control-plane", report=console.print)
+    try:
+        creds = plane.start()
+        client = plane.admin_client()
+        try:
+            client.create(Namespace.from_dict({"metadata": {"name": DEMO_NAMESPACE}}))
+            create_fake_pod(
+                client,
+                DEMO_NAMESPACE,
+                DEMO_POD,
+                root / "pods",
+                log_lines=("hello from kubegate's demo pod",),
+                target_port=echo.port,
+            )
+        finally:
+            client.close()
+        kubectl = f"kubectl --kubeconfig {creds.kubeconfig}"
+        console.print()
+        console.print(f"Kubernetes API: {creds.server}")
+        console.print(f"kubeconfig:     {creds.kubeconfig}")
+        console.print()
+        console.print("Try:")
+        console.print(f"  {kubectl} get pods -n {DEMO_NAMESPACE}", soft_wrap=True)
+        console.print(f"  {kubectl} logs -n {DEMO_NAMESPACE} {DEMO_POD}", soft_wrap=True)
+        console.print(
+            f"  {kubectl} exec -n {DEMO_NAMESPACE} {DEMO_POD} -- uname -a", soft_wrap=True
+        )
+        console.print()
+        console.print("Press Ctrl-C to stop.")
+        try:
+            while not stop.wait(1.0):
+                for proc in plane.processes():
+                    proc.check_running()
+        except KeyboardInterrupt:
+            pass
+    finally:
+        console.print("stopping ...")
+        started = time.monotonic()
+        plane.stop()
+        echo.close()
+        if not keep:
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+        console.print(f"stopped in {time.monotonic() - started:.1f} s")
