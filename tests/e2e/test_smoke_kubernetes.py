@@ -84,7 +84,9 @@ def test_kubectl_logs_follow_sees_a_line_appended_after_it_started(
     kubectl: Kubectl, kube_credentials: Credentials, namespace: str, make_pod: MakePod
 ) -> None:
     pod = make_pod("web", log_lines=["before follow"])
-    proc = kubectl.popen("logs", "-f", "-n", namespace, "web", kubeconfig=kube_credentials.kubeconfig)
+    proc = kubectl.popen(
+        "logs", "-f", "-n", namespace, "web", kubeconfig=kube_credentials.kubeconfig
+    )
     try:
         reader = LineReader(proc)
         reader.wait_for("^before follow$")
@@ -161,8 +163,14 @@ def test_impersonated_user_is_forbidden_until_a_rolebinding_exists(
         RoleBinding.from_dict(
             {
                 "metadata": {"name": "someone-view", "namespace": namespace},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "view",
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
+                ],
             }
         )
     )

@@ -73,7 +73,15 @@ class GoComponent:
     def fingerprint(self) -> str:
         """Changes whenever the recipe changes, so a stale cache entry is rebuilt."""
         text = repr((self.module, self.version, self.package, self.tags, self.ldflags))
-        text += repr((self.kubernetes_staging, self.data_dirs, self.omit_files, self.patches, RECIPE_REVISION))
+        text += repr(
+            (
+                self.kubernetes_staging,
+                self.data_dirs,
+                self.omit_files,
+                self.patches,
+                RECIPE_REVISION,
+            )
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def build_args(self, output: Path) -> list[str]:

@@ -185,7 +185,10 @@ class ControlPlane:
         )
 
         def healthy() -> bool:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+            try:
+                return httpx.get(f"{url}/health", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
 
         proc.wait_until(healthy, timeout=30, what="healthy")
         return url
@@ -263,7 +266,8 @@ class ControlPlane:
             for obj in load_all_yaml((crd_dir / _CRD_FILES[kind]).read_text()):
                 client.create(obj)
         names = [
-            f"{plural}.{kwok.KWOK_GROUP}" for plural in ("logs", "execs", "attaches", "portforwards")
+            f"{plural}.{kwok.KWOK_GROUP}"
+            for plural in ("logs", "execs", "attaches", "portforwards")
         ]
         deadline = time.monotonic() + 30
         while True:

@@ -94,7 +94,7 @@ def create_fake_pod(
         kwok.port_forward(name, namespace, pod_port, target_port),
     ):
         resource = KWOK_RESOURCES[manifest["kind"]]
-        client.create(resource.from_dict(manifest))  # type: ignore[attr-defined]
+        client.create(resource.from_dict(manifest))
     client.create(Pod.from_dict(kwok.pod(name, namespace)))
     deadline = time.monotonic() + timeout
     while True:

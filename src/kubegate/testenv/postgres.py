@@ -28,7 +28,7 @@ from psycopg import sql
 
 from kubegate.errors import KubegateError
 from kubegate.testenv import components as c
-from kubegate.testenv.processes import ManagedProcess, free_port
+from kubegate.testenv.processes import ManagedProcess, ProcessFailed, free_port
 from kubegate.testenv.system import postgres_bin_dir
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ TEMP_PREFIX = "kubegate-pg-"
 # "smart" shutdown that waits for every client, and a test that leaks a connection would hang it.
 _SHUTDOWN_SIGNAL = signal.SIGINT
 _INITDB_TIMEOUT = 120.0
+_PORT_ATTEMPTS = 3
+_PORT_TAKEN = "Address already in use"
 _TEMP_DIR_PATTERN = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-")
 
 
@@ -149,14 +151,28 @@ class PostgresServer:
 
     def _start(self, bin_dir: Path, root: Path) -> None:
         as_user = self._run_as_prefix(root)
-        data = root / "data"
+        # A locale that always exists; the caller's LANG may name one that is not generated.
         env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
         started = time.monotonic()
+        self._initdb([*as_user, str(bin_dir / "initdb")], root, env)
+        self.initdb_seconds = time.monotonic() - started
+        started = time.monotonic()
+        self._launch([*as_user, str(bin_dir / "postgres")], root, env)
+        self.start_seconds = time.monotonic() - started
+        log.info(
+            "PostgreSQL on port %s: initdb %.2f s, start %.2f s",
+            self.port,
+            self.initdb_seconds,
+            self.start_seconds,
+        )
+
+    @staticmethod
+    def _initdb(command: list[str], root: Path, env: dict[str, str]) -> None:
+        """Create the cluster in ``root/data``: superuser ``postgres``, trust auth, UTF-8."""
         initdb = [
-            *as_user,
-            str(bin_dir / "initdb"),
+            *command,
             "-D",
-            str(data),
+            str(root / "data"),
             "-A",
             "trust",
             "-U",
@@ -178,45 +194,55 @@ class PostgresServer:
         if result.returncode != 0:
             output = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
             raise PostgresError(f"initdb failed (exit {result.returncode}):\n{output}")
-        self.initdb_seconds = time.monotonic() - started
 
-        self.port = free_port()
-        started = time.monotonic()
-        server_args = [
-            *as_user,
-            str(bin_dir / "postgres"),
-            "-D",
-            str(data),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "-k",
-            str(root),
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-        ]
-        self._process = ManagedProcess(
-            "postgres", server_args, root / "postgres.log", env=env, cwd=root
-        )
-        self._process.wait_until(
-            self._accepts_connections, timeout=self.startup_timeout, what="accepting connections"
-        )
-        self.start_seconds = time.monotonic() - started
-        log.info(
-            "PostgreSQL on port %d: initdb %.2f s, start %.2f s",
-            self.port,
-            self.initdb_seconds,
-            self.start_seconds,
-        )
+    def _launch(self, command: list[str], root: Path, env: dict[str, str]) -> None:
+        """Start the server on a free port and wait until it accepts connections."""
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            self.port = free_port()
+            server_args = [
+                *command,
+                "-D",
+                str(root / "data"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(root),
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
+            process = ManagedProcess(
+                "postgres", server_args, root / "postgres.log", env=env, cwd=root
+            )
+            self._process = process
+            try:
+                process.wait_until(
+                    self._accepts_connections,
+                    timeout=self.startup_timeout,
+                    what="accepting connections",
+                )
+                break
+            except ProcessFailed:
+                # free_port() only finds a port that was free a moment ago; another component
+                # starting in parallel may have taken it since.
+                lost_port = process.proc.poll() is not None and _PORT_TAKEN in process.log_tail()
+                if not lost_port or attempt == _PORT_ATTEMPTS:
+                    raise
+                log.warning("PostgreSQL lost port %d to another process; retrying", self.port)
+                process.stop()
+                self._process = None
 
     @staticmethod
     def _run_as_prefix(root: Path) -> list[str]:
-        """Command prefix that drops to the ``postgres`` user when we are root (else none)."""
+        """Command prefix that runs as the ``postgres`` user when we are root (else none).
+
+        As root it also hands ``root`` (the cluster's dir and socket dir) to that user.
+        """
         if os.geteuid() != 0:
             return []
         try:

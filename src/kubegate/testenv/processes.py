@@ -6,6 +6,7 @@ that process is killed without a chance to clean up; normal shutdown is SIGTERM,
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -85,9 +86,7 @@ class ManagedProcess:
                 f"{self.name} exited with code {code}; log {self.log}:\n{self.log_tail()}"
             )
 
-    def wait_until(
-        self, ready: Callable[[], bool], *, timeout: float, what: str = "ready"
-    ) -> None:
+    def wait_until(self, ready: Callable[[], bool], *, timeout: float, what: str = "ready") -> None:
         """Poll ``ready`` until it is true; fail early if the process dies."""
         deadline = time.monotonic() + timeout
         delay = 0.05
@@ -109,10 +108,8 @@ class ManagedProcess:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the process group, SIGKILL it after ``timeout``; idempotent."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -66,7 +66,8 @@ def ensure_system_packages(report: Report) -> None:
         report(f"  installing Debian packages: {' '.join(missing)}")
         _apt(["update", "-q"], report)
         _apt(["install", "-y", "-q", *missing], report)
-        report(f"  {'debian':<24} {' '.join(missing):<12} installed in {time.monotonic() - started:.0f} s")
+        seconds = time.monotonic() - started
+        report(f"  {'debian':<24} {' '.join(missing):<12} installed in {seconds:.0f} s")
     else:
         report(f"  {'debian':<24} {'postgresql, chromium':<12} present")
     for version, path in kubectl_binaries().items():

@@ -1,0 +1,37 @@
+# kubegate developer commands. `make demo` and `make test` are the two the README starts with.
+VENV := .venv/bin
+
+.PHONY: demo test check fmt lint type test-e2e testenv setup bench
+
+demo: setup ## Build the local test environment if needed and run the demo until Ctrl-C
+	$(VENV)/kubegate demo
+
+test: ## Everything CI runs: install, build the test environment, lint, types, all tests
+	scripts/test
+
+setup: ## Install the Python environment (.venv) from uv.lock
+	scripts/setup
+
+testenv: setup ## Build (or check) the cached Kubernetes test environment
+	$(VENV)/python -m kubegate.testenv
+
+check: fmt lint type ## Format, lint, type-check, then run the tests
+	$(VENV)/pytest
+
+fmt:
+	$(VENV)/ruff format .
+	$(VENV)/ruff check --fix .
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/lint-imports
+
+type:
+	$(VENV)/mypy
+
+test-e2e: ## Only the tests against real components
+	$(VENV)/pytest -m e2e
+
+bench: ## Benchmarks (none yet: they arrive with the proxy)
+	@echo "no benchmarks yet: benchmarks/ arrives with the agent and proxy issues"
