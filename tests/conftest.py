@@ -6,4 +6,6 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.browser",
     "tests.fixtures.dex",
+    "tests.fixtures.database",
+    "tests.fixtures.api",
 ]

@@ -1,7 +1,100 @@
-"""kubegate's error tree: every expected failure is a :class:`KubegateError`."""
+"""kubegate's error tree: every expected failure is a :class:`KubegateError`.
+
+Each class carries the HTTP status, a stable machine-readable ``code`` (the REST API's
+``error.code``) and the Kubernetes ``Status.reason`` the proxy uses. Messages are written for a
+person and never contain a secret. Only ``server/handlers.py`` and ``proxy/status.py`` render
+these; foreign exceptions are translated where they enter, with ``raise ... from exc``.
+"""
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 
 class KubegateError(Exception):
     """An expected failure, with a message a person can act on."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    reason: ClassVar[str] = "InternalError"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+
+class InvalidRequest(KubegateError):
+    """The request is malformed or a value is out of range."""
+
+    status = 400
+    code = "invalid_request"
+    reason = "BadRequest"
+
+
+class ValidationFailed(InvalidRequest):
+    """A field failed validation; ``details`` names the fields."""
+
+    status = 422
+    code = "validation_failed"
+    reason = "Invalid"
+
+
+class Unauthenticated(KubegateError):
+    """No valid credential: missing, malformed, expired or revoked."""
+
+    status = 401
+    code = "unauthenticated"
+    reason = "Unauthorized"
+
+
+class PermissionDenied(KubegateError):
+    """Authenticated, but not allowed to do this."""
+
+    status = 403
+    code = "forbidden"
+    reason = "Forbidden"
+
+
+class NotFound(KubegateError):
+    """The thing does not exist, or the caller may not know that it does."""
+
+    status = 404
+    code = "not_found"
+    reason = "NotFound"
+
+
+class Conflict(KubegateError):
+    """The request conflicts with the current state."""
+
+    status = 409
+    code = "conflict"
+    reason = "Conflict"
+
+
+class PayloadTooLarge(KubegateError):
+    """The request body is larger than the limit."""
+
+    status = 413
+    code = "payload_too_large"
+    reason = "RequestEntityTooLarge"
+
+
+class RateLimited(KubegateError):
+    """Too many requests; ``retry_after`` says how many seconds to wait."""
+
+    status = 429
+    code = "rate_limited"
+    reason = "TooManyRequests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retryAfterSeconds": retry_after})
+        self.retry_after = retry_after
+
+
+class Unavailable(KubegateError):
+    """A dependency (database, cluster tunnel) is unavailable right now; retry later."""
+
+    status = 503
+    code = "unavailable"
+    reason = "ServiceUnavailable"

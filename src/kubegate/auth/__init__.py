@@ -1,0 +1,1 @@
+"""Authentication: secret generation and hashing, API tokens, portal sessions."""

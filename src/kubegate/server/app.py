@@ -1,0 +1,54 @@
+"""``create_app(settings)``: the REST API and portal API as one FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from kubegate import __version__
+from kubegate.server import handlers
+from kubegate.server.bootstrap import Announce, bootstrap
+from kubegate.server.middleware import AccessLog, BodyLimit
+from kubegate.server.routers import auth, health
+from kubegate.server.state import AppState
+from kubegate.settings import Settings
+from kubegate.storage.engine import create_engine, database_url, session_factory
+from kubegate.storage.migrate import upgrade
+
+
+def _silent(email: str, password: str, generated: bool) -> None:
+    del email, password, generated
+
+
+def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
+    """Build the app. The lifespan migrates the database and bootstraps the first admin."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(database_url(settings))
+        try:
+            await upgrade(engine)
+            state = AppState(settings=settings, engine=engine, sessions=session_factory(engine))
+            await bootstrap(state.sessions, settings, announce)
+            app.state.kubegate = state
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="kubegate",
+        version=__version__,
+        summary="Scoped, short-lived kubectl access to Kubernetes clusters.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    handlers.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(AccessLog)
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    return app

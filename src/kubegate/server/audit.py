@@ -1,0 +1,56 @@
+"""Recording admin actions: who, what, target, when, result.
+
+A successful action's event is written in the action's own transaction, so both land or
+neither does. A refused or failed action is recorded in a transaction of its own, after the
+action's has rolled back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kubegate.server.deps import Principal
+from kubegate.storage.models import AuditEvent
+
+
+def record(
+    session: AsyncSession,
+    principal: Principal | None,
+    action: str,
+    *,
+    target_type: str = "",
+    target_id: str = "",
+    cluster_id: str | None = None,
+    result: str = "success",
+    detail: dict[str, Any] | None = None,
+    org_id: str | None = None,
+) -> AuditEvent:
+    """Add an audit event to ``session``'s current transaction."""
+    event = AuditEvent(
+        org_id=principal.actor.org_id if principal else org_id,
+        actor_user_id=principal.actor.user_id if principal else None,
+        actor_email=principal.email if principal else "",
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        cluster_id=cluster_id,
+        result=result,
+        detail=detail or {},
+    )
+    session.add(event)
+    return event
+
+
+async def record_failure(
+    sessions: async_sessionmaker[Any],
+    principal: Principal | None,
+    action: str,
+    error: Exception,
+    **fields: Any,
+) -> None:
+    """Record a failed action in its own transaction (the action's rolled back)."""
+    detail = {"error": getattr(error, "code", type(error).__name__), "message": str(error)}
+    async with sessions() as session, session.begin():
+        record(session, principal, action, result="failure", detail=detail, **fields)

@@ -1,0 +1,72 @@
+"""Keyset pagination: opaque cursors over (created_at, id), stable under inserts."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Query
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from kubegate.errors import InvalidRequest
+
+MAX_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    limit: int
+    after: tuple[dt.datetime, str] | None
+
+
+def encode_cursor(created_at: dt.datetime, row_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        stamp, row_id = json.loads(raw)
+        return dt.datetime.fromisoformat(stamp), str(row_id)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(
+            "cursor is not one this server issued; pass next_cursor from the previous page",
+            details={"field": "cursor"},
+        ) from exc
+
+
+def page_request(
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor of the previous page.")
+    ] = None,
+) -> PageRequest:
+    """FastAPI dependency: ``?limit=&cursor=``."""
+    return PageRequest(limit, decode_cursor(cursor) if cursor else None)
+
+
+def paginate(
+    query: Select[Any],
+    page: PageRequest,
+    created_at: InstrumentedAttribute[dt.datetime],
+    row_id: InstrumentedAttribute[str],
+) -> Select[Any]:
+    """Order oldest first and fetch one more than the limit (to know if a next page exists)."""
+    if page.after is not None:
+        stamp, last_id = page.after
+        query = query.where(or_(created_at > stamp, and_(created_at == stamp, row_id > last_id)))
+    return query.order_by(created_at, row_id).limit(page.limit + 1)
+
+
+def next_cursor(rows: list[Any], page: PageRequest) -> tuple[list[Any], str | None]:
+    """Trim the extra row and make the cursor for the next page."""
+    if len(rows) <= page.limit:
+        return rows, None
+    rows = rows[: page.limit]
+    last = rows[-1]
+    return rows, encode_cursor(last.created_at, last.id)

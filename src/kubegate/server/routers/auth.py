@@ -1,0 +1,102 @@
+"""Logging in with a local password for an API token; logging out; who am I."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter, Response
+from sqlalchemy import select
+
+from kubegate.auth.hashing import new_secret, secret_hash, verify_password
+from kubegate.errors import Unauthenticated
+from kubegate.server.audit import record
+from kubegate.server.deps import ApiCaller, Db, State, error_responses
+from kubegate.server.schemas import LoginRequest, LoginResponse, MeResponse, UserOut
+from kubegate.storage.models import ApiToken, Membership, Organization, User
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+BAD_LOGIN = "wrong email or password"
+
+
+async def check_password(db: Db, email: str, password: str) -> tuple[User, Membership]:
+    """The active user and their membership for these credentials, or 401 (same message)."""
+    row = (
+        await db.execute(
+            select(User, Membership)
+            .join(Membership, Membership.user_id == User.id)
+            .where(User.email == email.strip().lower())
+            .order_by(Membership.created_at)
+        )
+    ).first()
+    user, membership = (row[0], row[1]) if row else (None, None)
+    if not verify_password(password, user.password_hash if user else None):
+        raise Unauthenticated(BAD_LOGIN)
+    assert user is not None and membership is not None
+    if not user.is_active:
+        raise Unauthenticated("this user is deactivated; ask an organisation admin")
+    return user, membership
+
+
+def user_out(user: User, role: str) -> UserOut:
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        role=role,
+        is_active=user.is_active,
+    )
+
+
+@router.post(
+    "/auth/login",
+    summary="Exchange email and password for an API token",
+    responses=error_responses(401, 422),
+)
+async def login(body: LoginRequest, db: Db, state: State) -> LoginResponse:
+    async with db.begin():
+        user, membership = await check_password(db, body.email, body.password)
+        token = new_secret("kg_api")
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(
+            seconds=state.settings.api_token_ttl_seconds
+        )
+        db.add(
+            ApiToken(
+                user_id=user.id,
+                org_id=membership.org_id,
+                token_hash=secret_hash(token),
+                kind="api",
+                expires_at=expires,
+            )
+        )
+    return LoginResponse(
+        token=token,
+        expires_at=expires,
+        user=user_out(user, membership.role),
+        org_id=membership.org_id,
+    )
+
+
+@router.post(
+    "/auth/logout",
+    status_code=204,
+    summary="Revoke the API token used for this request",
+    responses=error_responses(401),
+)
+async def logout(caller: ApiCaller, db: Db) -> Response:
+    async with db.begin():
+        token = await db.get(ApiToken, caller.token_id)
+        assert token is not None
+        token.revoked_at = dt.datetime.now(dt.UTC)
+        record(db, caller, "auth.logout", target_type="api_token", target_id=token.id)
+    return Response(status_code=204)
+
+
+@router.get("/me", summary="The caller and their organisation", responses=error_responses(401))
+async def me(caller: ApiCaller, db: Db) -> MeResponse:
+    user = await db.get(User, caller.actor.user_id)
+    org = await db.get(Organization, caller.actor.org_id)
+    assert user is not None and org is not None
+    return MeResponse(
+        user=user_out(user, caller.actor.role.value), org_id=org.id, org_name=org.name
+    )

@@ -1,0 +1,19 @@
+"""What the running server holds: built in the app's lifespan, reached through ``Depends``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from kubegate.settings import Settings
+
+
+@dataclass
+class AppState:
+    """Engine, session factory and settings of one server process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[Any]

@@ -1,0 +1,109 @@
+"""kubegate's settings: environment variables (``KUBEGATE_*``) over a TOML config file.
+
+Built once at start (``Settings.load``) and passed in; nothing reads settings from a global.
+Every field is documented in ``docs/configuration.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/kubegate``, or ``~/.local/share/kubegate``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "kubegate"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set."""
+
+    model_config = SettingsConfigDict(env_prefix="KUBEGATE_", extra="forbid")
+    _config_file: ClassVar[Path | None] = None
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the SQLite database, the TLS CA and keys live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL URL (postgresql://user:pass@host/db); unset means SQLite in "
+        "the data dir.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the API and portal listen on.")
+    port: int = Field(default=8443, ge=0, le=65535, description="API and portal port.")
+    tls: bool = Field(
+        default=True,
+        description="Serve HTTPS with the data dir's self-signed CA (or tls_cert_file).",
+    )
+    tls_cert_file: Path | None = Field(default=None, description="Own serving certificate.")
+    tls_key_file: Path | None = Field(default=None, description="Key of tls_cert_file.")
+    tls_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost"],
+        description="Names and IPs the self-signed serving certificate is valid for.",
+    )
+    gateway_enabled: bool = Field(
+        default=True,
+        description="When false, every access, token and proxy endpoint answers 404.",
+    )
+    api_token_ttl_seconds: int = Field(
+        default=12 * 3600, gt=0, description="Lifetime of an API token from login."
+    )
+    session_ttl_seconds: int = Field(
+        default=12 * 3600, gt=0, description="Lifetime of a portal session cookie."
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, gt=0, description="Largest request body the API accepts."
+    )
+    bootstrap_org_name: str = Field(
+        default="default", description="Name of the organisation created on first start."
+    )
+    bootstrap_admin_email: str = Field(
+        default="admin@kubegate.local", description="Email of the admin created on first start."
+    )
+    bootstrap_admin_password: SecretStr | None = Field(
+        default=None,
+        description="Password for that admin; unset means a random one printed once.",
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Settings from (highest first) ``overrides``, ``KUBEGATE_*``, then ``config_file``.
+
+        ``config_file`` defaults to ``$KUBEGATE_CONFIG`` when set.
+        """
+        path = config_file or (
+            Path(os.environ["KUBEGATE_CONFIG"]) if os.environ.get("KUBEGATE_CONFIG") else None
+        )
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        cls._config_file = path
+        try:
+            return cls(**overrides)
+        finally:
+            cls._config_file = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._config_file))
+        return tuple(sources)
