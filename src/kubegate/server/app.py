@@ -11,7 +11,7 @@ from kubegate import __version__
 from kubegate.server import handlers
 from kubegate.server.bootstrap import Announce, bootstrap
 from kubegate.server.middleware import AccessLog, BodyLimit
-from kubegate.server.routers import auth, health
+from kubegate.server.routers import auth, clusters, health
 from kubegate.server.state import AppState
 from kubegate.settings import Settings
 from kubegate.storage.engine import create_engine, database_url, session_factory
@@ -51,4 +51,5 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.add_middleware(AccessLog)
     app.include_router(health.router)
     app.include_router(auth.router)
+    app.include_router(clusters.router)
     return app

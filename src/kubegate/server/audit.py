@@ -7,10 +7,13 @@ action's has rolled back.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kubegate.errors import KubegateError
 from kubegate.server.deps import Principal
 from kubegate.storage.models import AuditEvent
 
@@ -54,3 +57,15 @@ async def record_failure(
     detail = {"error": getattr(error, "code", type(error).__name__), "message": str(error)}
     async with sessions() as session, session.begin():
         record(session, principal, action, result="failure", detail=detail, **fields)
+
+
+@asynccontextmanager
+async def failures_recorded(
+    sessions: async_sessionmaker[Any], principal: Principal, action: str, **fields: Any
+) -> AsyncIterator[None]:
+    """Around an admin action: a refused or failed attempt is recorded, then re-raised."""
+    try:
+        yield
+    except KubegateError as exc:
+        await record_failure(sessions, principal, action, exc, **fields)
+        raise
