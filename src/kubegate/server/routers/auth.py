@@ -11,7 +11,7 @@ from kubegate.auth.hashing import new_secret, secret_hash, verify_password
 from kubegate.errors import Unauthenticated
 from kubegate.server.audit import record
 from kubegate.server.deps import ApiCaller, Db, State, error_responses
-from kubegate.server.schemas import LoginRequest, LoginResponse, MeResponse, UserOut
+from kubegate.server.schemas.auth import LoginRequest, LoginResponse, MeResponse, UserOut
 from kubegate.storage.models import ApiToken, Membership, Organization, User
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])

@@ -21,7 +21,8 @@ from kubegate.errors import Conflict, NotFound, ValidationFailed
 from kubegate.server.audit import failures_recorded, record
 from kubegate.server.deps import ApiCaller, Db, State, error_responses
 from kubegate.server.pagination import PageRequest, next_cursor, page_request, paginate
-from kubegate.server.schemas import ClusterCreate, ClusterOut, ClusterRegistered, Page
+from kubegate.server.schemas import Page
+from kubegate.server.schemas.clusters import ClusterCreate, ClusterOut, ClusterRegistered
 from kubegate.storage.models import Cluster
 
 router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"])
