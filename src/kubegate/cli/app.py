@@ -19,7 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)
 
 
 @app.command()
@@ -48,6 +48,39 @@ def demo(
     try:
         run_demo(stop, workdir, Console(soft_wrap=True))
     except KubegateError as exc:
+        _err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+@app.command()
+def server(
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [default: 8443].")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="TOML config file (also $KUBEGATE_CONFIG); env vars override it."),
+    ] = None,
+) -> None:
+    """Run the kubegate server: REST API and portal API over HTTPS.
+
+    On the embedded default it keeps a SQLite database and a self-signed CA in the data dir
+    ($KUBEGATE_DATA_DIR, default ~/.local/share/kubegate); set KUBEGATE_DATABASE_URL for
+    PostgreSQL. The first start creates an organisation and an admin and prints the admin's
+    one-time password (or uses $KUBEGATE_BOOTSTRAP_ADMIN_PASSWORD). Settings:
+    docs/configuration.md.
+    """
+    from kubegate.cli.server import run_server
+
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    try:
+        run_server(config, overrides, _err)
+    except (KubegateError, FileNotFoundError, ValueError) as exc:
         _err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
 

@@ -200,7 +200,7 @@ def build_all(
     jobs = _parallel_builds(len(pending))
     cores = os.cpu_count() or 1
     names = ", ".join(i.component.name for i in pending)
-    report(f"  building {names} ({jobs} at a time; first build takes 10-25 min on 2 cores)")
+    report(f"  building {names} ({jobs} at a time; a first build takes about 10 min on 2 cores)")
     running: dict[str, float] = {}
     stop = threading.Event()
     ticker = threading.Thread(target=_heartbeat, args=(report, running, stop), daemon=True)
