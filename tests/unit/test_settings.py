@@ -40,3 +40,9 @@ def test_default_data_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", "/xdg-data")
     monkeypatch.delenv("KUBEGATE_DATA_DIR", raising=False)
     assert Settings.load().data_dir == Path("/xdg-data/kubegate")
+
+
+def test_every_setting_is_documented() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    for name in Settings.model_fields:
+        assert f"| `{name}` | `KUBEGATE_{name.upper()}` |" in doc, name
