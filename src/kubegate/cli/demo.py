@@ -12,6 +12,7 @@ from rich.console import Console
 
 from kubegate.testenv.build import ensure_environment
 from kubegate.testenv.controlplane import ControlPlane
+from kubegate.testenv.gateway import GatewayServer
 from kubegate.testenv.pods import EchoServer, create_fake_pod
 
 DEMO_NAMESPACE = "demo"
@@ -26,8 +27,12 @@ def run_demo(stop: threading.Event, workdir: Path | None, console: Console) -> N
     root = workdir or Path(tempfile.mkdtemp(prefix="kubegate-demo-"))
     echo = EchoServer()
     plane = ControlPlane(workdir=root / "control-plane", report=console.print)
+    gateway = GatewayServer(root / "kubegate")
     try:
         creds = plane.start()
+        gateway.start()
+        admin = gateway.login()
+        cluster = gateway.register_cluster(admin, "local")
         client = plane.admin_client()
         try:
             client.create(Namespace.from_dict({"metadata": {"name": DEMO_NAMESPACE}}))
@@ -45,6 +50,9 @@ def run_demo(stop: threading.Event, workdir: Path | None, console: Console) -> N
         console.print()
         console.print(f"Kubernetes API: {creds.server}")
         console.print(f"kubeconfig:     {creds.kubeconfig}")
+        console.print(f"kubegate API:   {gateway.url}  (CA: {gateway.ca_file})")
+        console.print(f"kubegate admin: {gateway.admin_email} / {gateway.admin_password}")
+        console.print(f"cluster 'local' registered through the API: id {cluster['id']}")
         console.print()
         console.print("Try:")
         console.print(f"  {kubectl} get pods -n {DEMO_NAMESPACE}", soft_wrap=True)
@@ -52,17 +60,20 @@ def run_demo(stop: threading.Event, workdir: Path | None, console: Console) -> N
         console.print(
             f"  {kubectl} exec -n {DEMO_NAMESPACE} {DEMO_POD} -- uname -a", soft_wrap=True
         )
+        curl = f"curl --cacert {gateway.ca_file} -H 'Authorization: Bearer {admin}'"
+        console.print(f"  {curl} {gateway.url}/api/v1/clusters", soft_wrap=True)
         console.print()
         console.print("Press Ctrl-C to stop.")
         try:
             while not stop.wait(1.0):
-                for proc in plane.processes():
+                for proc in [*plane.processes(), *gateway.processes()]:
                     proc.check_running()
         except KeyboardInterrupt:
             pass
     finally:
         console.print("stopping ...")
         started = time.monotonic()
+        gateway.stop()
         plane.stop()
         echo.close()
         if not keep:

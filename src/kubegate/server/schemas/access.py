@@ -1,0 +1,86 @@
+"""Cluster Access: grants, revoke-all, and what a caller may do on a cluster.
+
+Shared by the REST API (``/api/v1/clusters/{id}/access``) and the portal
+(``/org/clusters/{id}/access``). Role, scope and namespace are plain strings here on purpose:
+``domain/access.py`` validates them, so every bad value gets the same message that names
+the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, Field
+
+from kubegate.domain.access import Role, ScopeKind
+from kubegate.server.schemas.common import Strict
+
+
+class GrantCreate(Strict):
+    """A grant to create: one target user (by id or by email), a role and a scope."""
+
+    user_id: str | None = Field(
+        default=None, max_length=64, description="Target user's id; give this or email."
+    )
+    email: str | None = Field(
+        default=None, max_length=320, description="Target user's email; give this or user_id."
+    )
+    role: str = Field(
+        max_length=64,
+        description="view, edit, admin or cluster-admin (the built-in ClusterRole of that name).",
+        json_schema_extra={"enum": [r.value for r in Role]},
+    )
+    scope: str | None = Field(
+        default=None,
+        max_length=64,
+        description="cluster or namespace; when omitted, namespace if a namespace is given, "
+        "else cluster.",
+        json_schema_extra={"enum": [s.value for s in ScopeKind]},
+    )
+    namespace: str | None = Field(
+        default=None,
+        max_length=253,
+        description="For scope namespace: a DNS-1123 label of at most 63 characters.",
+    )
+
+
+class GrantOut(BaseModel):
+    """A grant and where it is on its way into the cluster's RBAC."""
+
+    id: str
+    cluster_id: str
+    user_id: str
+    user_email: str
+    role: str
+    scope: str = Field(description="cluster or namespace.")
+    namespace: str | None
+    status: str = Field(description="pending, applied, failed or cluster_offline.")
+    status_detail: str = Field(description="Why the grant failed to apply; empty otherwise.")
+    created_by: str | None = Field(description="Id of the admin who created the grant.")
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class RevokeAllResult(BaseModel):
+    """What revoke-all did: grants removed and the cluster's new token epoch."""
+
+    grants_removed: int = Field(description="How many grants were deleted.")
+    token_epoch: int = Field(
+        description="The cluster's new token epoch; every kube token minted before is void."
+    )
+
+
+class Capabilities(BaseModel):
+    """What the caller can do with Cluster Access on one cluster (drives the portal's UI)."""
+
+    enabled: bool = Field(
+        description="Cluster Access is available on this cluster (gateway on, not a sandbox)."
+    )
+    can_manage: bool = Field(description="The caller may create and delete grants (an admin).")
+    has_access: bool = Field(
+        description="The caller holds at least one grant on this cluster. Admins need a "
+        "grant too: managing access does not give kubectl access."
+    )
+    reason: str | None = Field(
+        default=None, description="Why Cluster Access is not enabled, when it is not."
+    )

@@ -1,0 +1,93 @@
+"""A real ``kubegate server`` process on the embedded default, for the demo and e2e tests."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kubegate.testenv.processes import ManagedProcess, free_port
+
+
+class GatewayServer:
+    """``python -m kubegate server`` with SQLite and self-signed TLS in ``data_dir``."""
+
+    admin_email = "admin@kubegate.local"
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.admin_password = secrets.token_urlsafe(12)
+        self._process: ManagedProcess | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        return self.data_dir / "tls" / "ca.crt"
+
+    def _tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the server and wait until ``/readyz`` answers over verified TLS."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEGATE_")}
+        env.update(
+            KUBEGATE_DATA_DIR=str(self.data_dir),
+            KUBEGATE_BOOTSTRAP_ADMIN_EMAIL=self.admin_email,
+            KUBEGATE_BOOTSTRAP_ADMIN_PASSWORD=self.admin_password,
+        )
+        self._process = ManagedProcess(
+            "kubegate-server",
+            [sys.executable, "-m", "kubegate", "server", "--port", str(self.port)],
+            self.data_dir / "server.log",
+            env=env,
+        )
+
+        def ready() -> bool:
+            if not self.ca_file.exists():
+                return False
+            try:
+                return httpx.get(f"{self.url}/readyz", verify=self._tls()).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        self._process.wait_until(ready, timeout=timeout, what="ready (/readyz)")
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        """An HTTPS client trusting the server's CA, optionally with a bearer token."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, verify=self._tls(), headers=headers, timeout=30)
+
+    def login(self) -> str:
+        """The bootstrap admin's API token."""
+        with self.client() as client:
+            response = client.post(
+                "/api/v1/auth/login",
+                json={"email": self.admin_email, "password": self.admin_password},
+            )
+        response.raise_for_status()
+        token: str = response.json()["token"]
+        return token
+
+    def register_cluster(self, token: str, name: str) -> dict[str, Any]:
+        """Register a cluster through the API; the answer holds the agent credential."""
+        with self.client(token) as client:
+            response = client.post("/api/v1/clusters", json={"name": name})
+        response.raise_for_status()
+        cluster: dict[str, Any] = response.json()["cluster"]
+        cluster["agent_credential"] = response.json()["agent_credential"]
+        return cluster
+
+    def processes(self) -> list[ManagedProcess]:
+        return [self._process] if self._process else []
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
