@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -103,7 +103,16 @@ async def api_principal(
 
 
 async def session_principal(
-    request: Request, state: State, cookie: Annotated[str | None, Depends(_cookie)]
+    request: Request,
+    state: State,
+    cookie: Annotated[str | None, Depends(_cookie)],
+    csrf: Annotated[
+        str | None,
+        Header(
+            alias=CSRF_HEADER,
+            description="The csrf_token from POST /org/login; required on every write.",
+        ),
+    ] = None,
 ) -> Principal:
     """The caller of a portal endpoint, from the session cookie; writes need the CSRF token."""
     if not cookie:
@@ -111,7 +120,7 @@ async def session_principal(
     async with state.sessions() as session:
         principal = await _principal(session, cookie, "session", "portal session")
     if request.method not in _SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
+        sent = csrf or ""
         if (
             not sent
             or principal.csrf_hash is None

@@ -32,7 +32,10 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         stamp, row_id = json.loads(raw)
-        return dt.datetime.fromisoformat(stamp), str(row_id)
+        when = dt.datetime.fromisoformat(stamp)
+        if when.tzinfo is None or not isinstance(row_id, str):
+            raise ValueError("not a cursor this server issues")
+        return when, row_id
     except (ValueError, TypeError) as exc:
         raise InvalidRequest(
             "cursor is not one this server issued; pass next_cursor from the previous page",

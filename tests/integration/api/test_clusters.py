@@ -57,3 +57,13 @@ def test_list_pages_with_a_cursor(api: Api) -> None:
     assert [c["name"] for c in third["items"]] == ["c4"] and third["next_cursor"] is None
     bogus = api.get("/api/v1/clusters", params={"cursor": "not-a-cursor"})
     assert bogus.status_code == 400
+
+
+def test_a_forged_cursor_without_a_timezone_is_a_clear_400(api: Api) -> None:
+    import base64
+    import json
+
+    forged = base64.urlsafe_b64encode(json.dumps(["2026-01-01T00:00:00", "x"]).encode()).decode()
+    response = api.get("/api/v1/clusters", params={"cursor": forged})
+    assert response.status_code == 400
+    assert response.json()["error"]["details"] == {"field": "cursor"}

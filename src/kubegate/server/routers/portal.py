@@ -1,0 +1,179 @@
+"""The portal's session API: sign in with a cookie, then Cluster Access per DESIGN §3.
+
+Sign-in sets an HttpOnly, Secure, SameSite=Lax session cookie and answers a CSRF token that
+every portal write must echo in ``X-CSRF-Token`` (``deps.PortalCaller`` checks it); both are
+stored only hashed. The access routes share their operations with the REST API
+(``server/access.py``) and 404 while the access gateway is disabled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from kubegate.auth.hashing import new_secret, secret_hash
+from kubegate.server.access import PortalAccess
+from kubegate.server.audit import record
+from kubegate.server.deps import (
+    SESSION_COOKIE,
+    Db,
+    Gateway,
+    PortalCaller,
+    State,
+    error_responses,
+)
+from kubegate.server.pagination import PageRequest, page_request
+from kubegate.server.routers.auth import check_password, user_out
+from kubegate.server.schemas import Page
+from kubegate.server.schemas.access import Capabilities, GrantCreate, GrantOut, RevokeAllResult
+from kubegate.server.schemas.auth import LoginRequest, UserOut
+from kubegate.server.schemas.portal import PortalSession
+from kubegate.storage.models import ApiToken
+
+router = APIRouter(prefix="/org", tags=["portal"])
+access = APIRouter(prefix="/clusters/{cluster_id}/access", dependencies=[Gateway])
+
+
+@router.post(
+    "/login",
+    summary="Sign in to the portal: sets the session cookie, answers the CSRF token",
+    responses=error_responses(400, 401, 422),
+)
+async def login(body: LoginRequest, db: Db, state: State, response: Response) -> PortalSession:
+    ttl = state.settings.session_ttl_seconds
+    async with db.begin():
+        user, membership = await check_password(db, body.email, body.password)
+        session_token = new_secret("kg_session")
+        csrf_token = new_secret("kg_csrf")
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
+        db.add(
+            ApiToken(
+                user_id=user.id,
+                org_id=membership.org_id,
+                token_hash=secret_hash(session_token),
+                kind="session",
+                csrf_hash=secret_hash(csrf_token),
+                expires_at=expires,
+            )
+        )
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_token,
+        max_age=ttl,
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="lax",
+    )
+    return PortalSession(
+        csrf_token=csrf_token,
+        expires_at=expires,
+        user=user_out(user, membership.role),
+        org_id=membership.org_id,
+    )
+
+
+@router.post(
+    "/logout",
+    status_code=204,
+    summary="End the portal session and clear its cookie",
+    responses=error_responses(401, 403),
+)
+async def logout(caller: PortalCaller, db: Db) -> Response:
+    async with db.begin():
+        token = await db.get(ApiToken, caller.token_id)
+        assert token is not None
+        token.revoked_at = dt.datetime.now(dt.UTC)
+        record(db, caller, "auth.logout", target_type="session", target_id=token.id)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    return response
+
+
+@access.get(
+    "/capabilities",
+    summary="Whether Cluster Access is on here, and whether the caller manages or has it",
+    responses=error_responses(401, 404),
+)
+async def capabilities(cluster_id: str, cluster_access: PortalAccess) -> Capabilities:
+    return await cluster_access.capabilities(cluster_id)
+
+
+@access.get(
+    "/members",
+    summary="Organisation members a grant can target (admin)",
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+async def members(
+    cluster_id: str,
+    cluster_access: PortalAccess,
+    page: Annotated[PageRequest, Depends(page_request)],
+) -> Page[UserOut]:
+    return await cluster_access.members(cluster_id, page)
+
+
+@access.get(
+    "/grants",
+    summary="Grants on the cluster with their status (admins: all; members: their own)",
+    responses=error_responses(400, 401, 404, 409, 422),
+)
+async def list_grants(
+    cluster_id: str,
+    cluster_access: PortalAccess,
+    page: Annotated[PageRequest, Depends(page_request)],
+) -> Page[GrantOut]:
+    return await cluster_access.grants(cluster_id, page)
+
+
+@access.post(
+    "/grants",
+    status_code=201,
+    summary="Grant a member a role on the cluster or one namespace (admin, CSRF)",
+    description="Answers 201 with the new grant (status pending), or 200 with the existing "
+    "grant when an identical one already exists.",
+    responses={
+        200: {"model": GrantOut, "description": "An identical grant already existed."},
+        **error_responses(400, 401, 403, 404, 409, 422),
+    },
+)
+async def create_grant(
+    cluster_id: str, body: GrantCreate, cluster_access: PortalAccess, response: Response
+) -> GrantOut:
+    result = await cluster_access.create_grant(cluster_id, body)
+    if not result.created:
+        response.status_code = 200
+    return result.grant
+
+
+@access.delete(
+    "/grants/{grant_id}",
+    status_code=204,
+    summary="Delete a grant (admin, CSRF)",
+    responses=error_responses(401, 403, 404, 409),
+)
+async def delete_grant(cluster_id: str, grant_id: str, cluster_access: PortalAccess) -> Response:
+    await cluster_access.delete_grant(cluster_id, grant_id)
+    return Response(status_code=204)
+
+
+@access.post(
+    "/revoke-all",
+    summary="Delete every grant on the cluster and void every kube token for it (admin, CSRF)",
+    responses=error_responses(401, 403, 404, 409),
+)
+async def revoke_all(cluster_id: str, cluster_access: PortalAccess) -> RevokeAllResult:
+    return await cluster_access.revoke_all(cluster_id)
+
+
+@access.post(
+    "/kubeconfig",
+    summary="Download a kubeconfig for the cluster (not available yet: 501)",
+    responses=error_responses(401, 403, 404, 409, 501),
+)
+async def kubeconfig(cluster_id: str, cluster_access: PortalAccess) -> None:
+    await cluster_access.kubeconfig(cluster_id)
+
+
+router.include_router(access)
