@@ -179,7 +179,7 @@ class ClusterAccess:
             rows = rows[: page.limit]
             last = rows[-1][0]
             cursor = encode_cursor(last.created_at, last.user_id)
-        items = [user_out(user, membership.role) for membership, user in rows]
+        items = [user_out(user, membership) for membership, user in rows]
         return Page[UserOut](items=items, next_cursor=cursor)
 
     async def grants(self, cluster_id: str, page: PageRequest) -> Page[GrantOut]:
@@ -218,7 +218,7 @@ class ClusterAccess:
             where = User.email == who
         row = (
             await self.db.execute(
-                select(User, Membership.role)
+                select(User, Membership.is_active)
                 .join(
                     Membership,
                     (Membership.user_id == User.id) & (Membership.org_id == cluster.org_id),
@@ -229,7 +229,7 @@ class ClusterAccess:
         # Unknown users and other organisations' users get the same answer: whether someone
         # exists outside the caller's organisation stays unknown.
         user = row[0] if row else None
-        require_active_member(user is not None, user is not None and user.is_active, who)
+        require_active_member(user is not None, bool(row and row[1]), who)
         assert user is not None
         return user
 
@@ -318,7 +318,7 @@ class ClusterAccess:
                 )
             ).first()
             if row is None:
-                raise NotFound(f"grant {grant_id} not found on cluster {cluster_id}")
+                raise NotFound(f"grant {grant_id[:64]} not found on cluster {cluster_id}")
             grant, email = row
             await self.db.delete(grant)
             record(

@@ -11,7 +11,7 @@ from kubegate import __version__
 from kubegate.server import handlers
 from kubegate.server.bootstrap import Announce, bootstrap
 from kubegate.server.middleware import AccessLog, BodyLimit
-from kubegate.server.routers import auth, clusters, health
+from kubegate.server.routers import audit_log, auth, clusters, grants, health, portal, users
 from kubegate.server.state import AppState
 from kubegate.settings import Settings
 from kubegate.storage.engine import create_engine, database_url, session_factory
@@ -52,4 +52,8 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(clusters.router)
+    app.include_router(users.router)
+    app.include_router(audit_log.router)
+    app.include_router(grants.router)
+    app.include_router(portal.router)
     return app

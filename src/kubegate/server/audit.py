@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kubegate.errors import KubegateError
 from kubegate.server.deps import Principal
-from kubegate.storage.models import AuditEvent
+from kubegate.storage.models import AuditEvent, is_id
 
 
 def record(
@@ -30,7 +30,14 @@ def record(
     detail: dict[str, Any] | None = None,
     org_id: str | None = None,
 ) -> AuditEvent:
-    """Add an audit event to ``session``'s current transaction."""
+    """Add an audit event to ``session``'s current transaction.
+
+    Ids come from request paths, so anything that is not an id kubegate issued is kept only as
+    a clipped ``target_id``, never as ``cluster_id``.
+    """
+    if cluster_id is not None and not is_id(cluster_id):
+        cluster_id = None
+    target_id = target_id[:64]
     event = AuditEvent(
         org_id=principal.actor.org_id if principal else org_id,
         actor_user_id=principal.actor.user_id if principal else None,

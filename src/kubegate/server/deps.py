@@ -76,14 +76,14 @@ async def _principal(session: AsyncSession, raw: str, kind: str, what: str) -> P
     if row is None:
         raise Unauthenticated(f"this {what} is not valid; log in again")
     token, user, membership = row
+    if not membership.is_active:
+        raise Unauthenticated("you are deactivated in this organisation; ask one of its admins")
     if token.revoked_at is not None:
         raise Unauthenticated(f"this {what} was revoked (logged out); log in again")
     if token.expires_at <= dt.datetime.now(dt.UTC):
         raise Unauthenticated(
             f"this {what} expired at {token.expires_at.isoformat()}; log in again"
         )
-    if not user.is_active:
-        raise Unauthenticated("this user is deactivated; ask an organisation admin")
     actor = Actor(user_id=user.id, org_id=token.org_id, role=MemberRole(membership.role))
     return Principal(actor, user.email, token.id, kind, token.csrf_hash)
 
@@ -145,8 +145,13 @@ def require_gateway(state: State) -> None:
 Gateway = Depends(require_gateway)
 
 
+# Every route can answer these: a malformed body or parameter, a body over the limit, field
+# validation, and the database being away.
+ALWAYS = (400, 413, 422, 503)
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries documenting the error body for each status."""
+    """OpenAPI ``responses=`` entries: the error body for ``statuses`` and for :data:`ALWAYS`."""
     from kubegate.server.schemas import ErrorResponse
 
-    return {status: {"model": ErrorResponse} for status in statuses}
+    return {status: {"model": ErrorResponse} for status in sorted({*statuses, *ALWAYS})}

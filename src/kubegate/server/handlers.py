@@ -8,14 +8,16 @@ unexpected (500, logged with a request id, never with request secrets).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from kubegate.errors import KubegateError, RateLimited
 
@@ -76,18 +78,63 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return _response(422, "validation_failed", f"invalid request: {summary}", {"fields": fields})
 
 
+def _flat_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """Routes, with included routers opened up (FastAPI nests them)."""
+    for route in routes:
+        nested = getattr(route, "original_router", None)
+        if nested is not None:
+            yield from _flat_routes(nested.routes)
+        else:
+            yield route
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route offers for this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in _flat_routes(request.app.routes):
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match is not Match.NONE and route_methods:
+            methods |= set(route_methods)
+    return ", ".join(sorted(methods))
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "error")
     message = str(exc.detail)
+    details: dict[str, Any] = {}
+    headers = dict(exc.headers or {})
     if exc.status_code == 404 and message == "Not Found":
         message = f"no such endpoint: {request.method} {request.url.path}"
     elif exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
         message = f"{request.method} is not allowed on {request.url.path}"
-    return _response(exc.status_code, code, message)
+        details = {"allowed": headers["Allow"].split(", ")}
+    elif exc.status_code == 413:
+        details = {"limitBytes": getattr(exc, "limit_bytes", None)}
+    response = _response(exc.status_code, code, message, details)
+    response.headers.update(headers)
+    return response
+
+
+def _connection_lost(exc: Exception) -> bool:
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout | ConnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DataError):
+        # PostgreSQL refuses some text (a NUL character, an over-long value): bad input.
+        return _response(
+            400,
+            "invalid_request",
+            "a value in the request cannot be stored (it contains a NUL character or is too "
+            "long); check the fields and the ids in the path",
+        )
+    if not _connection_lost(exc):
+        return await _unexpected(request, exc)
     log.warning("database unavailable: %s", type(exc).__name__)
     response = _response(503, "unavailable", DATABASE_DOWN)
     response.headers["Retry-After"] = "5"
@@ -111,8 +158,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(KubegateError, _kubegate_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OperationalError, _database_error)
-    app.add_exception_handler(PoolTimeout, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _database_error)
     app.add_exception_handler(ConnectionError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kubegate.server.handlers import error_body
@@ -26,7 +27,7 @@ class BodyLimit:
         body = json.dumps(
             error_body(
                 "payload_too_large",
-                f"the request body is larger than the limit of {self.limit} bytes",
+                _too_large_message(self.limit),
                 {"limitBytes": self.limit},
             )
         ).encode()
@@ -65,7 +66,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _TooLarge
+                    raise _TooLarge(self.limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -80,8 +81,17 @@ class BodyLimit:
                 await self._refuse(send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(HTTPException):
+    """Raised from ``receive`` past the limit. An HTTPException, because FastAPI's body reader
+    turns any other exception into a 400; ``handlers.py`` renders it like every 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large_message(limit))
+        self.limit_bytes = limit
+
+
+def _too_large_message(limit: int) -> str:
+    return f"the request body is larger than the limit of {limit} bytes"
 
 
 class AccessLog:

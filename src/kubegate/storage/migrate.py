@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -29,16 +30,40 @@ def head_revision() -> str:
     return head
 
 
+async def _migrate(engine: AsyncEngine, step: Callable[[Connection], None]) -> None:
+    """Run ``step`` in one transaction.
+
+    On SQLite, foreign keys are off meanwhile: batch migrations recreate tables, and dropping
+    the old copy of a parent table would otherwise cascade into its children (the pragma is
+    a no-op inside a transaction, so it is set before the transaction starts).
+    """
+    async with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.commit()
+        try:
+            await conn.run_sync(step)
+            if sqlite:
+                problems = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if problems:
+                    raise RuntimeError(f"migration broke foreign keys: {problems[:5]}")
+            await conn.commit()
+        finally:
+            if sqlite:
+                await conn.rollback()
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Migrate the database up to ``revision``, in one transaction."""
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda c: command.upgrade(alembic_config(c), revision))
+    await _migrate(engine, lambda c: command.upgrade(alembic_config(c), revision))
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
     """Migrate the database down to ``revision`` (``base`` empties it)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), revision))
+    await _migrate(engine, lambda c: command.downgrade(alembic_config(c), revision))
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -33,9 +35,17 @@ NAMING = {
 }
 
 
+_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
 def new_id() -> str:
     """A random, URL-safe identifier."""
     return uuid.uuid4().hex
+
+
+def is_id(value: str) -> bool:
+    """True when ``value`` has the shape of an id kubegate issues (so it is worth a lookup)."""
+    return bool(_ID.match(value))
 
 
 def utcnow() -> dt.datetime:
@@ -82,7 +92,6 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(200), default="")
     # None for users who only sign in through SSO.
     password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -96,6 +105,8 @@ class Membership(Base):
         ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     role: Mapped[str] = mapped_column(String(16))
+    # Per organisation: deactivating a member of one organisation never touches another.
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

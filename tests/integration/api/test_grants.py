@@ -67,11 +67,10 @@ def add_user(
                 email=email,
                 display_name=email.split("@")[0].title(),
                 password_hash=hash_password(password),
-                is_active=active,
             )
         )
         session.flush()
-        session.add(Membership(org_id=org_id, user_id=user_id, role=role))
+        session.add(Membership(org_id=org_id, user_id=user_id, role=role, is_active=active))
     return user_id
 
 

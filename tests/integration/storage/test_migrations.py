@@ -57,3 +57,35 @@ async def test_upgrade_twice_is_a_no_op(engine: AsyncEngine) -> None:
     await upgrade(engine)
     await upgrade(engine)
     assert await current_revision(engine) == head_revision()
+
+
+async def test_0002_moves_deactivation_from_users_to_memberships_and_back(
+    engine: AsyncEngine,
+) -> None:
+    from sqlalchemy import text
+
+    await upgrade(engine, "0001")
+    async with engine.begin() as conn:
+        await conn.execute(
+            text("INSERT INTO organizations VALUES ('o1', 'org', CURRENT_TIMESTAMP)")
+        )
+        for user, active in (("u1", True), ("u2", False)):
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, email, display_name, is_active, created_at) "
+                    "VALUES (:id, :email, '', :active, CURRENT_TIMESTAMP)"
+                ),
+                {"id": user, "email": f"{user}@example.com", "active": active},
+            )
+            await conn.execute(
+                text("INSERT INTO memberships VALUES ('o1', :id, 'member', CURRENT_TIMESTAMP)"),
+                {"id": user},
+            )
+    await upgrade(engine, "0002")
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT user_id, is_active FROM memberships ORDER BY 1"))
+        assert [(r[0], bool(r[1])) for r in rows] == [("u1", True), ("u2", False)]
+    await downgrade(engine, "0001")
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT id, is_active FROM users ORDER BY 1"))
+        assert [(r[0], bool(r[1])) for r in rows] == [("u1", True), ("u2", False)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from fastapi import APIRouter, Response
@@ -26,25 +27,29 @@ async def check_password(db: Db, email: str, password: str) -> tuple[User, Membe
             select(User, Membership)
             .join(Membership, Membership.user_id == User.id)
             .where(User.email == email.strip().lower())
-            .order_by(Membership.created_at)
+            # Sign in to the oldest organisation where the user is still active.
+            .order_by(Membership.is_active.desc(), Membership.created_at)
         )
     ).first()
     user, membership = (row[0], row[1]) if row else (None, None)
-    if not verify_password(password, user.password_hash if user else None):
+    stored = user.password_hash if user else None
+    # scrypt takes ~50 ms of CPU: off the event loop.
+    if not await asyncio.to_thread(verify_password, password, stored):
         raise Unauthenticated(BAD_LOGIN)
     assert user is not None and membership is not None
-    if not user.is_active:
-        raise Unauthenticated("this user is deactivated; ask an organisation admin")
+    if not membership.is_active:
+        raise Unauthenticated("you are deactivated in this organisation; ask one of its admins")
     return user, membership
 
 
-def user_out(user: User, role: str) -> UserOut:
+def user_out(user: User, membership: Membership) -> UserOut:
+    """A user as a member of one organisation (role and status are per membership)."""
     return UserOut(
         id=user.id,
         email=user.email,
         display_name=user.display_name,
-        role=role,
-        is_active=user.is_active,
+        role=membership.role,
+        is_active=membership.is_active,
     )
 
 
@@ -72,7 +77,7 @@ async def login(body: LoginRequest, db: Db, state: State) -> LoginResponse:
     return LoginResponse(
         token=token,
         expires_at=expires,
-        user=user_out(user, membership.role),
+        user=user_out(user, membership),
         org_id=membership.org_id,
     )
 
@@ -96,7 +101,6 @@ async def logout(caller: ApiCaller, db: Db) -> Response:
 async def me(caller: ApiCaller, db: Db) -> MeResponse:
     user = await db.get(User, caller.actor.user_id)
     org = await db.get(Organization, caller.actor.org_id)
-    assert user is not None and org is not None
-    return MeResponse(
-        user=user_out(user, caller.actor.role.value), org_id=org.id, org_name=org.name
-    )
+    membership = await db.get(Membership, (caller.actor.org_id, caller.actor.user_id))
+    assert user is not None and org is not None and membership is not None
+    return MeResponse(user=user_out(user, membership), org_id=org.id, org_name=org.name)

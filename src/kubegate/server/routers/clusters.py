@@ -23,7 +23,7 @@ from kubegate.server.deps import ApiCaller, Db, State, error_responses
 from kubegate.server.pagination import PageRequest, next_cursor, page_request, paginate
 from kubegate.server.schemas import Page
 from kubegate.server.schemas.clusters import ClusterCreate, ClusterOut, ClusterRegistered
-from kubegate.storage.models import Cluster
+from kubegate.storage.models import Cluster, is_id
 
 router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"])
 
@@ -42,9 +42,9 @@ def cluster_out(cluster: Cluster) -> ClusterOut:
 
 async def get_cluster(db: AsyncSession, actor: Actor, cluster_id: str) -> Cluster:
     """The caller's organisation's cluster, or 404 (also for another organisation's)."""
-    cluster = await db.get(Cluster, cluster_id)
+    cluster = await db.get(Cluster, cluster_id) if is_id(cluster_id) else None
     if cluster is None:
-        raise NotFound(f"cluster {cluster_id} not found")
+        raise NotFound(f"cluster {cluster_id[:64]} not found")
     require_same_org(actor, cluster.org_id, f"cluster {cluster_id}")
     return cluster
 

@@ -70,7 +70,7 @@ async def login(body: LoginRequest, db: Db, state: State, response: Response) ->
     return PortalSession(
         csrf_token=csrf_token,
         expires_at=expires,
-        user=user_out(user, membership.role),
+        user=user_out(user, membership),
         org_id=membership.org_id,
     )
 
