@@ -8,7 +8,6 @@ unexpected (500, logged with a request id, never with request secrets).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,7 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from kubegate.errors import KubegateError, RateLimited
 
@@ -78,24 +77,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return _response(422, "validation_failed", f"invalid request: {summary}", {"fields": fields})
 
 
-def _flat_routes(routes: Iterable[Any]) -> Iterator[Any]:
-    """Routes, with included routers opened up (FastAPI nests them)."""
-    for route in routes:
-        nested = getattr(route, "original_router", None)
-        if nested is not None:
-            yield from _flat_routes(nested.routes)
-        else:
-            yield route
-
-
 def _allowed_methods(request: Request) -> str:
-    """Every method some route offers for this path (Starlette names only the first route's)."""
+    """Every method the API documents for this path (from the cached OpenAPI document, which
+    lists them all; Starlette's own Allow names only the first matching route's)."""
     methods: set[str] = set()
-    for route in _flat_routes(request.app.routes):
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        route_methods = getattr(route, "methods", None)
-        if match is not Match.NONE and route_methods:
-            methods |= set(route_methods)
+    for template, operations in request.app.openapi()["paths"].items():
+        regex, _, _ = compile_path(template)
+        if regex.match(request.url.path):
+            methods |= {method.upper() for method in operations}
     return ", ".join(sorted(methods))
 
 
