@@ -1,0 +1,1 @@
+"""The in-cluster agent: holds the tunnel, reconciles grants into RBAC, runs proxied requests."""
