@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from kubegate.errors import InvalidRequest
 
 MAX_LIMIT = 200
+_ROW_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +35,12 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         stamp, row_id = json.loads(raw)
         when = dt.datetime.fromisoformat(stamp)
-        if when.tzinfo is None or not isinstance(row_id, str):
+        # Only what this server issues: an aware time the database can store, and an id.
+        if when.tzinfo is None or not isinstance(row_id, str) or not _ROW_ID.match(row_id):
             raise ValueError("not a cursor this server issues")
+        when.astimezone(dt.UTC)
         return when, row_id
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidRequest(
             "cursor is not one this server issued; pass next_cursor from the previous page",
             details={"field": "cursor"},
@@ -64,6 +68,22 @@ def paginate(
         stamp, last_id = page.after
         query = query.where(or_(created_at > stamp, and_(created_at == stamp, row_id > last_id)))
     return query.order_by(created_at, row_id).limit(page.limit + 1)
+
+
+def paginate_newest_first(
+    query: Select[Any],
+    page: PageRequest,
+    created_at: InstrumentedAttribute[dt.datetime],
+    row_id: InstrumentedAttribute[str],
+) -> Select[Any]:
+    """Order newest first (ties by id, descending) and fetch one more than the limit.
+
+    :func:`next_cursor` makes the cursor; the next page starts strictly after it in this order.
+    """
+    if page.after is not None:
+        stamp, last_id = page.after
+        query = query.where(or_(created_at < stamp, and_(created_at == stamp, row_id < last_id)))
+    return query.order_by(created_at.desc(), row_id.desc()).limit(page.limit + 1)
 
 
 def next_cursor(rows: list[Any], page: PageRequest) -> tuple[list[Any], str | None]:

@@ -25,8 +25,12 @@ from sqlalchemy import or_, select
 from kubegate.domain.access import require_admin
 from kubegate.errors import ValidationFailed
 from kubegate.server.deps import ApiCaller, Db, error_responses
-from kubegate.server.keyset import paginate_newest_first
-from kubegate.server.pagination import PageRequest, next_cursor, page_request
+from kubegate.server.pagination import (
+    PageRequest,
+    next_cursor,
+    page_request,
+    paginate_newest_first,
+)
 from kubegate.server.schemas import Page
 from kubegate.server.schemas.audit import AuditEventOut
 from kubegate.server.schemas.users import PRINTABLE_PATTERN

@@ -33,7 +33,6 @@ from kubegate.domain.access import Actor, MemberRole, require_admin
 from kubegate.errors import Conflict, NotFound
 from kubegate.server.audit import failures_recorded, record
 from kubegate.server.deps import ApiCaller, Db, State, error_responses
-from kubegate.server.keyset import require_usable_cursor
 from kubegate.server.pagination import PageRequest, encode_cursor, page_request, paginate
 from kubegate.server.schemas import Page
 from kubegate.server.schemas.users import MemberCreate, MemberOut, MemberUpdate
@@ -82,7 +81,6 @@ async def list_users(
     caller: ApiCaller, db: Db, page: Annotated[PageRequest, Depends(page_request)]
 ) -> Page[MemberOut]:
     require_admin(caller.actor, "list users")
-    require_usable_cursor(page)
     query = (
         select(User, Membership)
         .join(Membership, Membership.user_id == User.id)
