@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
@@ -77,7 +78,5 @@ def run_demo(stop: threading.Event, workdir: Path | None, console: Console) -> N
         plane.stop()
         echo.close()
         if not keep:
-            import shutil
-
             shutil.rmtree(root, ignore_errors=True)
         console.print(f"stopped in {time.monotonic() - started:.1f} s")

@@ -7,6 +7,7 @@ through the TokenRequest API only.
 
 from __future__ import annotations
 
+import shutil
 import ssl
 import tempfile
 import time
@@ -359,8 +360,6 @@ class ControlPlane:
 
 
 def _remove_tree(path: Path) -> None:
-    import shutil
-
     shutil.rmtree(path, ignore_errors=True)
 
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 
 from fastapi import APIRouter, Response
 from sqlalchemy import select
 
-from kubegate.auth.hashing import new_secret, secret_hash, verify_password
+from kubegate.auth import tokens
+from kubegate.auth.hashing import verify_password
 from kubegate.errors import Unauthenticated
 from kubegate.server.audit import record
 from kubegate.server.deps import ApiCaller, Db, State, error_responses
 from kubegate.server.schemas.auth import LoginRequest, LoginResponse, MeResponse, UserOut
-from kubegate.storage.models import ApiToken, Membership, Organization, User
+from kubegate.storage.models import Membership, Organization, User
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
@@ -61,18 +61,12 @@ def user_out(user: User, membership: Membership) -> UserOut:
 async def login(body: LoginRequest, db: Db, state: State) -> LoginResponse:
     async with db.begin():
         user, membership = await check_password(db, body.email, body.password)
-        token = new_secret("kg_api")
-        expires = dt.datetime.now(dt.UTC) + dt.timedelta(
-            seconds=state.settings.api_token_ttl_seconds
-        )
-        db.add(
-            ApiToken(
-                user_id=user.id,
-                org_id=membership.org_id,
-                token_hash=secret_hash(token),
-                kind="api",
-                expires_at=expires,
-            )
+        token, expires = tokens.issue(
+            db,
+            user_id=user.id,
+            org_id=membership.org_id,
+            kind="api",
+            ttl_seconds=state.settings.api_token_ttl_seconds,
         )
     return LoginResponse(
         token=token,
@@ -90,10 +84,8 @@ async def login(body: LoginRequest, db: Db, state: State) -> LoginResponse:
 )
 async def logout(caller: ApiCaller, db: Db) -> Response:
     async with db.begin():
-        token = await db.get(ApiToken, caller.token_id)
-        assert token is not None
-        token.revoked_at = dt.datetime.now(dt.UTC)
-        record(db, caller, "auth.logout", target_type="api_token", target_id=token.id)
+        await tokens.revoke(db, caller.token_id)
+        record(db, caller, "auth.logout", target_type="api_token", target_id=caller.token_id)
     return Response(status_code=204)
 
 

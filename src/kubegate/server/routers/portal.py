@@ -8,12 +8,12 @@ stored only hashed. The access routes share their operations with the REST API
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from kubegate.auth.hashing import new_secret, secret_hash
+from kubegate.auth import tokens
+from kubegate.auth.hashing import new_secret
 from kubegate.server.access import PortalAccess
 from kubegate.server.audit import record
 from kubegate.server.deps import (
@@ -30,7 +30,6 @@ from kubegate.server.schemas import Page
 from kubegate.server.schemas.access import Capabilities, GrantCreate, GrantOut, RevokeAllResult
 from kubegate.server.schemas.auth import LoginRequest, UserOut
 from kubegate.server.schemas.portal import PortalSession
-from kubegate.storage.models import ApiToken
 
 router = APIRouter(prefix="/org", tags=["portal"])
 access = APIRouter(prefix="/clusters/{cluster_id}/access", dependencies=[Gateway])
@@ -45,18 +44,14 @@ async def login(body: LoginRequest, db: Db, state: State, response: Response) ->
     ttl = state.settings.session_ttl_seconds
     async with db.begin():
         user, membership = await check_password(db, body.email, body.password)
-        session_token = new_secret("kg_session")
         csrf_token = new_secret("kg_csrf")
-        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ttl)
-        db.add(
-            ApiToken(
-                user_id=user.id,
-                org_id=membership.org_id,
-                token_hash=secret_hash(session_token),
-                kind="session",
-                csrf_hash=secret_hash(csrf_token),
-                expires_at=expires,
-            )
+        session_token, expires = tokens.issue(
+            db,
+            user_id=user.id,
+            org_id=membership.org_id,
+            kind="session",
+            ttl_seconds=ttl,
+            csrf_token=csrf_token,
         )
     response.set_cookie(
         SESSION_COOKIE,
@@ -83,10 +78,8 @@ async def login(body: LoginRequest, db: Db, state: State, response: Response) ->
 )
 async def logout(caller: PortalCaller, db: Db) -> Response:
     async with db.begin():
-        token = await db.get(ApiToken, caller.token_id)
-        assert token is not None
-        token.revoked_at = dt.datetime.now(dt.UTC)
-        record(db, caller, "auth.logout", target_type="session", target_id=token.id)
+        await tokens.revoke(db, caller.token_id)
+        record(db, caller, "auth.logout", target_type="session", target_id=caller.token_id)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     return response
