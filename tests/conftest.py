@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.dex",
     "tests.fixtures.database",
     "tests.fixtures.api",
+    "tests.fixtures.gateway",
 ]

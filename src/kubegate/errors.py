@@ -98,3 +98,22 @@ class Unavailable(KubegateError):
     status = 503
     code = "unavailable"
     reason = "ServiceUnavailable"
+
+
+class TunnelProtocolError(KubegateError):
+    """The tunnel peer broke the wire format (bad record, bad control message, wrong version).
+
+    The connection that carried it is closed with this message as the logged reason.
+    """
+
+    status = 502
+    code = "tunnel_protocol_error"
+    reason = "BadGateway"
+
+
+class IncompatibleAgent(KubegateError):
+    """An agent that speaks no tunnel protocol version this server speaks (426)."""
+
+    status = 426
+    code = "incompatible_agent"
+    reason = "UpgradeRequired"

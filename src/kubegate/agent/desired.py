@@ -103,6 +103,15 @@ def _drifted(desired: Manifest, observed: Manifest) -> bool:
     )
 
 
+def converged(desired: Manifest, observed: Manifest) -> bool:
+    """Whether ``observed`` is ours and already what ``desired`` asks for (nothing to plan)."""
+    return (
+        is_owned(observed)
+        and observed.get("roleRef") == desired["roleRef"]
+        and not _drifted(desired, observed)
+    )
+
+
 def plan(
     grants: list[GrantSpec],
     observed: list[Manifest],

@@ -85,6 +85,107 @@ def server(
         raise typer.Exit(1) from exc
 
 
+@app.command()
+def agent(
+    server_url: Annotated[
+        str,
+        typer.Option(
+            "--server",
+            envvar="KUBEGATE_SERVER",
+            help="The kubegate server's base URL, e.g. https://kubegate.example.com:8443.",
+        ),
+    ],
+    cluster_token: Annotated[
+        str,
+        typer.Option(
+            envvar="KUBEGATE_CLUSTER_TOKEN",
+            help="The cluster's agent credential (kg_agent_…) from `POST /api/v1/clusters`. "
+            "Prefer the environment variable: command lines are visible to other users.",
+            show_default=False,
+        ),
+    ],
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="KUBEGATE_CA_FILE",
+            help="PEM CA the server's certificate must chain to (pinned: the system roots "
+            "are then not trusted). The server's self-signed CA is <data dir>/tls/ca.crt.",
+        ),
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="KUBEGATE_KUBECONFIG",
+            help="Kubeconfig to act with; default: the in-cluster service account.",
+        ),
+    ] = None,
+    context: Annotated[
+        str | None, typer.Option(help="Context in --kubeconfig [default: its current one].")
+    ] = None,
+    cluster_name: Annotated[
+        str, typer.Option(envvar="KUBEGATE_CLUSTER_NAME", help="Name shown in logs.")
+    ] = "",
+    user_prefix: Annotated[
+        str,
+        typer.Option(
+            envvar="KUBEGATE_USER_PREFIX",
+            help="Prefix of the Kubernetes user name a grant binds: <prefix><email>.",
+        ),
+    ] = "kubegate:",
+    resync_seconds: Annotated[
+        float, typer.Option(min=1, help="Full re-check of the cluster's bindings this often.")
+    ] = 300.0,
+    log_level: Annotated[
+        str, typer.Option(envvar="KUBEGATE_LOG_LEVEL", help="debug, info, warning or error.")
+    ] = "info",
+) -> None:
+    """Run the kubegate agent: dial out to the server, keep the tunnel open, and turn the
+    cluster's grants into RoleBindings and ClusterRoleBindings.
+
+    Runs in the cluster (Deployment from `kubegate cluster install-manifest`) or anywhere
+    with --kubeconfig. It only opens outbound connections; logs are JSON lines on stderr.
+    """
+    import asyncio
+
+    from kubegate import logs
+    from kubegate.agent.client import TunnelTarget
+    from kubegate.agent.runner import AgentOptions, run_agent
+
+    if not cluster_token.startswith("kg_agent_"):
+        _err.print("[red]error:[/red] --cluster-token must be a kg_agent_… cluster credential")
+        raise typer.Exit(2)
+    if ca_file is not None and not ca_file.is_file():
+        _err.print(f"[red]error:[/red] --ca-file {ca_file} does not exist")
+        raise typer.Exit(2)
+    logs.configure(log_level)
+    target = TunnelTarget(
+        server_url=server_url,
+        cluster_token=cluster_token,
+        ca_file=str(ca_file) if ca_file else None,
+        cluster_name=cluster_name,
+    )
+    options = AgentOptions(
+        target=target,
+        kubeconfig=kubeconfig,
+        context=context,
+        user_prefix=user_prefix,
+        resync_seconds=resync_seconds,
+    )
+    signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())
+    try:
+        target.tunnel_url  # noqa: B018  (validates the URL before anything starts)
+        asyncio.run(run_agent(options))
+    except KubegateError as exc:
+        _err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        pass
+
+
+def _raise_interrupt() -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from kubegate import logs
 from kubegate.errors import KubegateError
-from kubegate.server.app import create_app
+from kubegate.server.app import create_app, uvicorn_options
 from kubegate.server.tls import ensure_serving_tls
 from kubegate.settings import Settings
 
@@ -58,5 +58,6 @@ def run_server(config: Path | None, overrides: dict[str, Any], console: Console)
         log_config=None,
         access_log=False,
         server_header=False,
+        **uvicorn_options(),
         **ssl,
     )

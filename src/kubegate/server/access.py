@@ -40,6 +40,7 @@ from kubegate.server.routers.clusters import get_cluster
 from kubegate.server.schemas import Page
 from kubegate.server.schemas.access import Capabilities, GrantCreate, GrantOut, RevokeAllResult
 from kubegate.server.schemas.auth import UserOut
+from kubegate.server.tunnels import TunnelRegistry
 from kubegate.settings import Settings
 from kubegate.storage.models import Cluster, Grant, Membership, User, utcnow
 
@@ -113,11 +114,13 @@ class ClusterAccess:
         sessions: async_sessionmaker[Any],
         settings: Settings,
         caller: Principal,
+        tunnels: TunnelRegistry,
     ) -> None:
         self.db = db
         self.sessions = sessions
         self.settings = settings
         self.caller = caller
+        self.tunnels = tunnels
 
     async def _cluster(self, cluster_id: str) -> Cluster:
         """The caller's organisation's cluster (404 otherwise)."""
@@ -234,7 +237,8 @@ class ClusterAccess:
         return user
 
     async def create_grant(self, cluster_id: str, body: GrantCreate) -> GrantCreated:
-        """Create a grant (admins only), status ``pending`` until the agent applies it.
+        """Create a grant (admins only): ``pending`` until the agent applies it, or
+        ``cluster_offline`` while no agent is connected; the agent hears of it at once.
 
         Creating a grant that already exists answers the existing one (``created`` False),
         also when an identical request wins a race with this one.
@@ -243,12 +247,24 @@ class ClusterAccess:
         async with failures_recorded(self.sessions, self.caller, "grant.create", **fields):
             try:
                 async with self.db.begin():
-                    return await self._create_grant(cluster_id, body)
+                    created = await self._create_grant(cluster_id, body)
             except IntegrityError:
                 # An identical grant was committed between our check and our insert (or the
                 # user or cluster went away): decide again, on what is there now.
                 async with self.db.begin():
-                    return await self._create_grant(cluster_id, body)
+                    created = await self._create_grant(cluster_id, body)
+        if created.created:
+            self.tunnels.desired_changed(cluster_id)
+        return created
+
+    async def _bump_revision(self, cluster_id: str) -> None:
+        """Every grant change moves the cluster's desired-RBAC revision, in its transaction."""
+        await self.db.execute(
+            update(Cluster)
+            .where(Cluster.id == cluster_id)
+            .values(rbac_revision=Cluster.rbac_revision + 1)
+            .execution_options(synchronize_session=False)
+        )
 
     async def _create_grant(self, cluster_id: str, body: GrantCreate) -> GrantCreated:
         cluster = await self._supported_cluster(cluster_id, manage="grant cluster access")
@@ -275,6 +291,7 @@ class ClusterAccess:
             )
             return GrantCreated(grant_out(existing, user.email), created=False)
         now = utcnow()
+        online = self.tunnels.is_online(cluster.id)
         grant = Grant(
             cluster_id=cluster.id,
             user_id=user.id,
@@ -282,14 +299,15 @@ class ClusterAccess:
             scope=scope.kind.value,
             namespace=scope.namespace,
             scope_key=scope.key,
-            status=GrantStatus.PENDING.value,
-            status_detail="",
+            status=(GrantStatus.PENDING if online else GrantStatus.CLUSTER_OFFLINE).value,
+            status_detail="" if online else "the cluster's agent is not connected",
             created_by=self.caller.actor.user_id,
             created_at=now,
             updated_at=now,
         )
         self.db.add(grant)
         await self.db.flush()
+        await self._bump_revision(cluster.id)
         record(
             self.db,
             self.caller,
@@ -321,6 +339,7 @@ class ClusterAccess:
                 raise NotFound(f"grant {grant_id[:64]} not found on cluster {cluster_id}")
             grant, email = row
             await self.db.delete(grant)
+            await self._bump_revision(cluster.id)
             record(
                 self.db,
                 self.caller,
@@ -330,6 +349,7 @@ class ClusterAccess:
                 cluster_id=cluster.id,
                 detail=_grant_detail(grant, email),
             )
+        self.tunnels.desired_changed(cluster_id)
 
     async def revoke_all(self, cluster_id: str) -> RevokeAllResult:
         """Delete every grant of the cluster and bump its token epoch, in one transaction,
@@ -345,7 +365,9 @@ class ClusterAccess:
             epoch = await self.db.scalar(
                 update(Cluster)
                 .where(Cluster.id == cluster.id)
-                .values(token_epoch=Cluster.token_epoch + 1)
+                .values(
+                    token_epoch=Cluster.token_epoch + 1, rbac_revision=Cluster.rbac_revision + 1
+                )
                 .returning(Cluster.token_epoch)
                 .execution_options(synchronize_session=False)
             )
@@ -367,6 +389,7 @@ class ClusterAccess:
                 cluster_id=cluster.id,
                 detail={"grants_removed": len(removed), "grant_ids": removed, "token_epoch": epoch},
             )
+        self.tunnels.desired_changed(cluster_id)
         return RevokeAllResult(grants_removed=len(removed), token_epoch=epoch)
 
     async def kubeconfig(self, cluster_id: str) -> NoReturn:
@@ -380,12 +403,12 @@ class ClusterAccess:
 
 def api_cluster_access(caller: ApiCaller, db: Db, state: State) -> ClusterAccess:
     """FastAPI dependency: Cluster Access for a bearer-token caller."""
-    return ClusterAccess(db, state.sessions, state.settings, caller)
+    return ClusterAccess(db, state.sessions, state.settings, caller, state.tunnels)
 
 
 def portal_cluster_access(caller: PortalCaller, db: Db, state: State) -> ClusterAccess:
     """FastAPI dependency: Cluster Access for a portal session (writes checked for CSRF)."""
-    return ClusterAccess(db, state.sessions, state.settings, caller)
+    return ClusterAccess(db, state.sessions, state.settings, caller, state.tunnels)
 
 
 ApiAccess = Annotated[ClusterAccess, Depends(api_cluster_access)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -11,8 +12,18 @@ from kubegate import __version__
 from kubegate.server import handlers
 from kubegate.server.bootstrap import Announce, bootstrap
 from kubegate.server.middleware import AccessLog, BodyLimit
-from kubegate.server.routers import audit_log, auth, clusters, grants, health, portal, users
+from kubegate.server.routers import (
+    agent,
+    audit_log,
+    auth,
+    clusters,
+    grants,
+    health,
+    portal,
+    users,
+)
 from kubegate.server.state import AppState
+from kubegate.server.tunnels import TunnelRegistry
 from kubegate.settings import Settings
 from kubegate.storage.engine import create_engine, database_url, session_factory
 from kubegate.storage.migrate import upgrade
@@ -30,10 +41,15 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
         engine = create_engine(database_url(settings))
         try:
             await upgrade(engine)
-            state = AppState(settings=settings, engine=engine, sessions=session_factory(engine))
+            sessions = session_factory(engine)
+            tunnels = TunnelRegistry(sessions)
+            state = AppState(settings=settings, engine=engine, sessions=sessions, tunnels=tunnels)
             await bootstrap(state.sessions, settings, announce)
             app.state.kubegate = state
-            yield
+            try:
+                yield
+            finally:
+                await tunnels.close_all("the server is shutting down")
         finally:
             await engine.dispose()
 
@@ -56,4 +72,12 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.include_router(audit_log.router)
     app.include_router(grants.router)
     app.include_router(portal.router)
+    app.include_router(agent.router)
     return app
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """uvicorn settings the tunnel depends on (DESIGN §5): the sans-IO ``websockets``
+    implementation, no per-message compression (it costs CPU on already-framed HTTP/2
+    bytes), and room for the transport's 1 MiB messages."""
+    return {"ws": "websockets-sansio", "ws_per_message_deflate": False, "ws_max_size": 4 << 20}

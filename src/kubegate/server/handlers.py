@@ -44,12 +44,17 @@ def _response(
     return JSONResponse(error_body(code, message, details), status_code=status)
 
 
-async def _kubegate_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, KubegateError)
+def error_response(exc: KubegateError) -> JSONResponse:
+    """The REST rendering of an expected failure (also a refused WebSocket upgrade's body)."""
     response = _response(exc.status, exc.code, exc.message, exc.details)
     if isinstance(exc, RateLimited):
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
+
+
+async def _kubegate_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, KubegateError)
+    return error_response(exc)
 
 
 def _field(loc: tuple[Any, ...]) -> str:

@@ -7,13 +7,15 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from kubegate.server.tunnels import TunnelRegistry
 from kubegate.settings import Settings
 
 
 @dataclass
 class AppState:
-    """Engine, session factory and settings of one server process."""
+    """Engine, session factory, settings and connected agents of one server process."""
 
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[Any]
+    tunnels: TunnelRegistry

@@ -121,6 +121,8 @@ class Cluster(Base):
     agent_credential_hash: Mapped[str] = mapped_column(String(128), unique=True)
     # Bumped by revoke-all: every kube token minted under an older epoch stops working.
     token_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped by every grant change: the revision of the desired RBAC sent to the agent.
+    rbac_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

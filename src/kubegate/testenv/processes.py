@@ -117,6 +117,14 @@ class ManagedProcess:
                 self.proc.wait()
         self._log_file.close()
 
+    def kill(self) -> None:
+        """SIGKILL the process group at once (a crash, not a shutdown); idempotent."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._log_file.close()
+
     def __enter__(self) -> ManagedProcess:
         return self
 

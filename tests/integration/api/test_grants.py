@@ -145,12 +145,16 @@ def member(api: Api, db: Engine) -> tuple[str, str]:
 # --- creating ----------------------------------------------------------------------------
 
 
-def test_create_grant_answers_201_with_a_pending_grant(api: Api, member: tuple[str, str]) -> None:
+def test_create_grant_without_an_agent_answers_201_with_a_cluster_offline_grant(
+    api: Api, member: tuple[str, str]
+) -> None:
     cluster_id = add_cluster(api)
     response = api.post(grants_path(cluster_id), json={"user_id": member[0], "role": "view"})
     assert response.status_code == 201, response.text
     grant = response.json()
-    assert grant["status"] == "pending" and grant["status_detail"] == ""
+    # No agent is connected here (tests/e2e/test_agent_tunnel.py has the applied path).
+    assert grant["status"] == "cluster_offline"
+    assert grant["status_detail"] == "the cluster's agent is not connected"
     assert grant["user_email"] == MEMBER_EMAIL
     assert (grant["role"], grant["scope"], grant["namespace"]) == ("view", "cluster", None)
     assert grant["cluster_id"] == cluster_id
@@ -316,7 +320,7 @@ def test_admin_lists_every_grant_of_the_cluster(api: Api, member: tuple[str, str
     api.post(grants_path(cluster_id), json={"user_id": me, "role": "admin"})
     listed = api.get(grants_path(cluster_id)).json()
     assert sorted(g["user_email"] for g in listed["items"]) == [ADMIN_EMAIL, MEMBER_EMAIL]
-    assert all(g["status"] == "pending" for g in listed["items"])
+    assert all(g["status"] == "cluster_offline" for g in listed["items"])
     assert listed["next_cursor"] is None
 
 

@@ -12,6 +12,7 @@ from kubegate.agent.desired import (
     GrantSpec,
     ObjectKey,
     Plan,
+    converged,
     desired_binding,
     key_of,
     plan,
@@ -123,3 +124,15 @@ def test_carrying_out_a_plan_converges_and_leaves_unowned_objects_alone(
     assert [o for o in after if o["metadata"]["name"].startswith("ops-")] == snapshot
     owned = sorted(key_of(o) for o in after if not o["metadata"]["name"].startswith("ops-"))
     assert owned == sorted(key_of(desired_binding(g)) for g in wanted)
+
+
+def test_a_binding_is_converged_only_when_owned_with_the_same_role_and_subjects() -> None:
+    desired = desired_binding(NS_GRANT)
+    assert converged(desired, copy.deepcopy(desired))
+    other_role = copy.deepcopy(desired)
+    other_role["roleRef"]["name"] = "admin"
+    other_subjects = copy.deepcopy(desired)
+    other_subjects["subjects"] = []
+    squatter = copy.deepcopy(desired)
+    squatter["metadata"]["labels"] = {}
+    assert not any(converged(desired, o) for o in (other_role, other_subjects, squatter))

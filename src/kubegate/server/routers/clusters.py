@@ -23,18 +23,19 @@ from kubegate.server.deps import ApiCaller, Db, State, error_responses
 from kubegate.server.pagination import PageRequest, next_cursor, page_request, paginate
 from kubegate.server.schemas import Page
 from kubegate.server.schemas.clusters import ClusterCreate, ClusterOut, ClusterRegistered
+from kubegate.server.tunnels import TunnelRegistry
 from kubegate.storage.models import Cluster, is_id
 
 router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"])
 
 
-def cluster_out(cluster: Cluster) -> ClusterOut:
-    # The tunnel registry (agent issue) decides `online`; until an agent connects it is false.
+def cluster_out(cluster: Cluster, tunnels: TunnelRegistry) -> ClusterOut:
+    """The API shape of a cluster; ``online`` while its agent holds a tunnel to this server."""
     return ClusterOut(
         id=cluster.id,
         name=cluster.name,
         kind=cluster.kind,
-        online=False,
+        online=tunnels.is_online(cluster.id),
         last_seen_at=cluster.last_seen_at,
         created_at=cluster.created_at,
     )
@@ -60,12 +61,12 @@ def _kind(value: str) -> ClusterKind:
 
 @router.get("", summary="Clusters of the caller's organisation", responses=error_responses(401))
 async def list_clusters(
-    caller: ApiCaller, db: Db, page: Annotated[PageRequest, Depends(page_request)]
+    caller: ApiCaller, db: Db, state: State, page: Annotated[PageRequest, Depends(page_request)]
 ) -> Page[ClusterOut]:
     query = select(Cluster).where(Cluster.org_id == caller.actor.org_id)
     rows = list((await db.scalars(paginate(query, page, Cluster.created_at, Cluster.id))).all())
     rows, cursor = next_cursor(rows, page)
-    return Page[ClusterOut](items=[cluster_out(c) for c in rows], next_cursor=cursor)
+    return Page[ClusterOut](items=[cluster_out(c, state.tunnels) for c in rows], next_cursor=cursor)
 
 
 @router.post(
@@ -110,12 +111,14 @@ async def register_cluster(
                 cluster_id=cluster.id,
                 detail={"name": cluster.name, "kind": cluster.kind},
             )
-    return ClusterRegistered(cluster=cluster_out(cluster), agent_credential=credential)
+    return ClusterRegistered(
+        cluster=cluster_out(cluster, state.tunnels), agent_credential=credential
+    )
 
 
 @router.get("/{cluster_id}", summary="One cluster", responses=error_responses(401, 404))
-async def read_cluster(cluster_id: str, caller: ApiCaller, db: Db) -> ClusterOut:
-    return cluster_out(await get_cluster(db, caller.actor, cluster_id))
+async def read_cluster(cluster_id: str, caller: ApiCaller, db: Db, state: State) -> ClusterOut:
+    return cluster_out(await get_cluster(db, caller.actor, cluster_id), state.tunnels)
 
 
 @router.delete(
@@ -142,4 +145,5 @@ async def delete_cluster(cluster_id: str, caller: ApiCaller, db: Db, state: Stat
             cluster_id=cluster_id,
             detail={"name": cluster.name},
         )
+    await state.tunnels.disconnect(cluster_id, "the cluster was deleted")
     return Response(status_code=204)

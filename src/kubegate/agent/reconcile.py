@@ -1,0 +1,353 @@
+"""The agent's RBAC reconciler: keeps the cluster's kubegate bindings equal to the desired set.
+
+A pass lists the bindings kubegate owns, asks :func:`~kubegate.agent.desired.plan` what to
+change, carries that out and reports one result per grant. Passes run when the server sends a
+desired set, when a watch sees an owned binding change (drift), every ``retry_seconds`` while
+something failed (the agent cannot watch namespaces, so a grant into a namespace that does not
+exist yet is retried), and every ``resync_seconds``. Until the first desired set arrives the
+reconciler does nothing: an agent that has not heard from the server must not delete grants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Sequence
+from functools import partial
+
+import httpx
+from lightkube import ALL_NS, AsyncClient
+from lightkube.core.client import LabelSelector
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
+
+from kubegate.agent.desired import (
+    DEFAULT_USER_PREFIX,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    GrantSpec,
+    Manifest,
+    ObjectKey,
+    converged,
+    desired_binding,
+    is_owned,
+    key_of,
+    plan,
+)
+from kubegate.tunnel.control import GrantResult
+
+logger = logging.getLogger(__name__)
+
+ReportFn = Callable[[int, list[GrantResult]], Awaitable[None]]
+"""Sends one pass's results for a revision to the server."""
+
+OWNED: LabelSelector = {MANAGED_BY_LABEL: MANAGED_BY}
+DEBOUNCE_SECONDS = 0.075
+"""How long a woken loop waits for more events, so a burst of them makes one pass."""
+MAX_BACKOFF_SECONDS = 5.0
+LIST_CHUNK = 500
+Binding = RoleBinding | ClusterRoleBinding
+
+
+class _NotOurs(Exception):
+    """A binding under a grant's deterministic name exists and kubegate does not own it."""
+
+    def __init__(self, key: ObjectKey) -> None:
+        where = f' in namespace "{key.namespace}"' if key.namespace else ""
+        super().__init__(
+            f'{key.kind} "{key.name}"{where} already exists and is not managed by kubegate '
+            f"(it lacks the label {MANAGED_BY_LABEL}={MANAGED_BY}); kubegate leaves it alone"
+        )
+
+
+def _status_code(exc: BaseException) -> int | None:
+    """The HTTP status of a Kubernetes error, from an ``ApiError`` or a bare HTTP error."""
+    if isinstance(exc, ApiError):
+        return exc.status.code
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code
+    return None
+
+
+def _describe(exc: Exception) -> str:
+    """A grant's failure detail: the apiserver's own words when it gave any."""
+    if isinstance(exc, ApiError) and exc.status.message:
+        return exc.status.message
+    if isinstance(exc, httpx.TransportError):
+        return f"cannot reach the Kubernetes API: {type(exc).__name__}: {exc}"
+    return str(exc) or type(exc).__name__
+
+
+class Reconciler:
+    """Converges the cluster's owned RoleBindings and ClusterRoleBindings on the desired set.
+
+    ``client`` acts as the agent's service account; ``report`` receives ``(revision,
+    results)`` after the first pass following each :meth:`set_desired` and whenever results
+    change. Up to ``concurrency`` API calls run at once. :meth:`run` until cancelled.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        report: ReportFn,
+        *,
+        user_prefix: str = DEFAULT_USER_PREFIX,
+        resync_seconds: float = 300.0,
+        retry_seconds: float = 2.0,
+        concurrency: int = 16,
+    ) -> None:
+        self._client = client
+        self._report = report
+        self._user_prefix = user_prefix
+        self._resync_seconds = resync_seconds
+        self._retry_seconds = retry_seconds
+        self._concurrency = concurrency
+        self._desired: tuple[int, tuple[GrantSpec, ...]] | None = None
+        self._report_due = False
+        self._last_results: list[GrantResult] | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def revision(self) -> int | None:
+        """The revision of the desired set being converged on; None before the first."""
+        return None if self._desired is None else self._desired[0]
+
+    def set_desired(self, revision: int, grants: Sequence[GrantSpec]) -> None:
+        """Adopt a desired set (without waiting); an older revision than the current is ignored.
+
+        The same revision again is adopted too, and reported after the next pass.
+        """
+        current = self.revision
+        if current is not None and revision < current:
+            logger.info(
+                "ignoring an older desired set",
+                extra={"revision": revision, "current_revision": current},
+            )
+            return
+        self._desired = (revision, tuple(grants))
+        self._report_due = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Watch owned bindings and reconcile until cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._watch(RoleBinding))
+            tasks.create_task(self._watch(ClusterRoleBinding))
+            await self._reconcile_forever()
+
+    async def _reconcile_forever(self) -> None:
+        wait: float | None = None
+        backoff = min(0.25, self._retry_seconds)
+        while True:
+            await self._sleep_until_woken(wait)
+            if self._desired is None:
+                self._wake.clear()  # drift before the first desired set: nothing to compare to
+                wait = None
+                continue
+            revision, grants = self._desired
+            report_due, self._report_due = self._report_due, False
+            self._wake.clear()  # anything that happens from here on wakes the next pass
+            try:
+                results, incomplete = await self._pass(grants)
+            except Exception as exc:
+                self._report_due |= report_due
+                logger.warning(
+                    "reconcile pass failed; retrying",
+                    exc_info=True,
+                    extra={"revision": revision, "error": repr(exc), "retry_in": backoff},
+                )
+                wait, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            backoff = min(0.25, self._retry_seconds)
+            if report_due or results != self._last_results:
+                await self._send_report(revision, results)
+            failed = incomplete or any(r.status == "failed" for r in results)
+            wait = self._retry_seconds if failed or self._report_due else self._resync_seconds
+
+    async def _sleep_until_woken(self, seconds: float | None) -> None:
+        """Wait for a wake-up (then a moment more, for the rest of a burst) or ``seconds``."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        except TimeoutError:
+            return
+        await asyncio.sleep(DEBOUNCE_SECONDS)
+
+    async def _send_report(self, revision: int, results: list[GrantResult]) -> None:
+        try:
+            await self._report(revision, results)
+        except Exception:
+            self._report_due = True  # try again after the next pass
+            logger.exception("reporting grant results failed", extra={"revision": revision})
+            return
+        self._last_results = results
+
+    async def _pass(self, grants: Sequence[GrantSpec]) -> tuple[list[GrantResult], bool]:
+        """One pass: the results per grant, and whether any change (even a deletion) failed."""
+        observed = await self._observe()
+        todo = plan(list(grants), observed, self._user_prefix)
+        failures: dict[ObjectKey, str] = {}
+        if not todo.empty:
+            limit = asyncio.Semaphore(self._concurrency)
+            ops: list[tuple[ObjectKey, Callable[[], Awaitable[None]]]] = [
+                *((key_of(m), partial(self._create, m)) for m in todo.create),
+                *((key_of(m), partial(self._replace, m)) for m in todo.replace),
+                *((key_of(m), partial(self._update, m)) for m in todo.update),
+                *((key, partial(self._delete, key)) for key in todo.delete),
+            ]
+            async with asyncio.TaskGroup() as tasks:
+                for key, op in ops:
+                    tasks.create_task(self._guarded(limit, key, op, failures))
+            logger.info(
+                "reconciled",
+                extra={
+                    # Not "created": LogRecord has that attribute and refuses the key.
+                    "creates": len(todo.create),
+                    "replaces": len(todo.replace),
+                    "updates": len(todo.update),
+                    "deletes": len(todo.delete),
+                    "failures": len(failures),
+                },
+            )
+        results = []
+        for grant in grants:
+            key = key_of(desired_binding(grant, self._user_prefix))
+            if key in failures:
+                results.append(GrantResult(grant.grant_id, "failed", failures[key]))
+            else:
+                results.append(GrantResult(grant.grant_id, "applied"))
+        return results, bool(failures)
+
+    async def _guarded(
+        self,
+        limit: asyncio.Semaphore,
+        key: ObjectKey,
+        op: Callable[[], Awaitable[None]],
+        failures: dict[ObjectKey, str],
+    ) -> None:
+        """Run one API change under the concurrency limit, recording why it failed."""
+        async with limit:
+            try:
+                await op()
+            except (ApiError, httpx.HTTPError, _NotOurs) as exc:
+                failures[key] = _describe(exc)
+                logger.warning(
+                    "changing a binding failed",
+                    extra={
+                        "kind": key.kind,
+                        "namespace": key.namespace,
+                        "binding": key.name,
+                        "error": failures[key],
+                    },
+                )
+
+    async def _observe(self) -> list[Manifest]:
+        """The owned bindings in the cluster, as plain manifests."""
+        role_bindings, cluster_role_bindings = await asyncio.gather(
+            self._list(RoleBinding), self._list(ClusterRoleBinding)
+        )
+        return [*role_bindings, *cluster_role_bindings]
+
+    async def _list(self, resource: type[Binding]) -> list[Manifest]:
+        if resource is RoleBinding:
+            found = self._client.list(
+                RoleBinding, namespace=ALL_NS, labels=OWNED, chunk_size=LIST_CHUNK
+            )
+            return [obj.to_dict() async for obj in found]
+        cluster_found = self._client.list(ClusterRoleBinding, labels=OWNED, chunk_size=LIST_CHUNK)
+        return [obj.to_dict() async for obj in cluster_found]
+
+    async def _create(self, manifest: Manifest) -> None:
+        key = key_of(manifest)
+        try:
+            if key.namespace:
+                await self._client.create(RoleBinding.from_dict(manifest))
+            else:
+                await self._client.create(ClusterRoleBinding.from_dict(manifest))
+        except ApiError as exc:
+            if exc.status.code != 409:
+                raise
+            # Not in our (label-selected) list, yet there: someone else's, or made just now.
+            current = await self._get(key)
+            if current is None:
+                raise
+            if not is_owned(current):
+                raise _NotOurs(key) from exc
+            if not converged(manifest, current):
+                raise  # ours but not as wanted: the watch event it made brings another pass
+
+    async def _get(self, key: ObjectKey) -> Manifest | None:
+        try:
+            if key.namespace:
+                found = await self._client.get(RoleBinding, key.name, namespace=key.namespace)
+                manifest: Manifest = found.to_dict()
+            else:
+                cluster_found = await self._client.get(ClusterRoleBinding, key.name)
+                manifest = cluster_found.to_dict()
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise
+        return manifest
+
+    async def _update(self, manifest: Manifest) -> None:
+        # No resourceVersion: RBAC objects allow unconditional updates, and ours win.
+        if key_of(manifest).namespace:
+            await self._client.replace(RoleBinding.from_dict(manifest))
+        else:
+            await self._client.replace(ClusterRoleBinding.from_dict(manifest))
+
+    async def _replace(self, manifest: Manifest) -> None:
+        await self._delete(key_of(manifest))  # roleRef is immutable
+        await self._create(manifest)
+
+    async def _delete(self, key: ObjectKey) -> None:
+        try:
+            if key.namespace:
+                await self._client.delete(RoleBinding, key.name, namespace=key.namespace)
+            else:
+                await self._client.delete(ClusterRoleBinding, key.name)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
+
+    async def _follow(self, events: AsyncIterable[tuple[str, object]]) -> None:
+        """Wake the loop on each event of one watch; close its HTTP response when done."""
+        try:
+            async for _event in events:
+                self._wake.set()
+        finally:
+            if isinstance(events, AsyncGenerator):
+                await events.aclose()
+
+    async def _watch(self, resource: type[Binding]) -> None:
+        """Wake the loop on every change to an owned binding of ``resource``, forever.
+
+        lightkube re-opens a watch the apiserver ended cleanly, from the last resourceVersion
+        it saw. When that version has expired (410 Gone) or the connection fails, this
+        starts a fresh watch without a version, whose synthetic ADDED events, and the wake-up
+        on every restart, make a pass catch up on whatever happened in between.
+        """
+        loop = asyncio.get_running_loop()
+        backoff = 0.25
+        while True:
+            self._wake.set()
+            started = loop.time()
+            try:
+                if resource is RoleBinding:
+                    watch = self._client.watch(RoleBinding, namespace=ALL_NS, labels=OWNED)
+                    await self._follow(watch)
+                else:
+                    await self._follow(self._client.watch(ClusterRoleBinding, labels=OWNED))
+            except Exception as exc:
+                if _status_code(exc) == 410:
+                    logger.info("watch expired; watching afresh", extra={"kind": resource.__name__})
+                    continue
+                if loop.time() - started > MAX_BACKOFF_SECONDS:
+                    backoff = 0.25  # it worked for a while: this is a new outage
+                logger.warning(
+                    "watch failed; retrying",
+                    extra={"kind": resource.__name__, "error": repr(exc), "retry_in": backoff},
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)

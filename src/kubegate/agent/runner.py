@@ -1,0 +1,97 @@
+"""``kubegate agent``: Kubernetes credentials, the reconciler and the tunnel, wired together."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lightkube import AsyncClient, KubeConfig
+from lightkube.config.kubeconfig import SingleConfig
+from lightkube.core.exceptions import ConfigError
+
+from kubegate.agent.client import AgentTunnel, TunnelTarget
+from kubegate.agent.desired import DEFAULT_USER_PREFIX, GrantSpec
+from kubegate.agent.reconcile import Reconciler
+from kubegate.errors import KubegateError
+from kubegate.tunnel.control import GrantResult
+
+FIELD_MANAGER = "kubegate-agent"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentOptions:
+    """Everything ``kubegate agent`` is told on its command line or in its environment."""
+
+    target: TunnelTarget
+    kubeconfig: Path | None = None
+    context: str | None = None
+    user_prefix: str = DEFAULT_USER_PREFIX
+    resync_seconds: float = 300.0
+    retry_seconds: float = 2.0
+
+
+def kube_config(kubeconfig: Path | None, context: str | None) -> SingleConfig:
+    """The agent's Kubernetes credentials: ``--kubeconfig`` (its current context, or
+    ``context``), else the in-cluster service account."""
+    try:
+        if kubeconfig is not None:
+            single = KubeConfig.from_file(kubeconfig).get(context)
+            if single is None:
+                raise KubegateError(f"{kubeconfig} has no context {context or '(current)'}")
+            return single
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            in_cluster = KubeConfig.from_service_account().get()
+            assert in_cluster is not None
+            return in_cluster
+    except (ConfigError, OSError, KeyError, ValueError) as exc:
+        raise KubegateError(f"cannot load Kubernetes credentials: {exc}") from exc
+    raise KubegateError(
+        "no Kubernetes credentials: run the agent inside the cluster (in-cluster service "
+        "account) or pass --kubeconfig"
+    )
+
+
+class Agent:
+    """One agent process: a reconciler and the tunnel that feeds it."""
+
+    def __init__(self, options: AgentOptions, client: AsyncClient) -> None:
+        self.options = options
+        self.reconciler = Reconciler(
+            client,
+            self._report,
+            user_prefix=options.user_prefix,
+            resync_seconds=options.resync_seconds,
+            retry_seconds=options.retry_seconds,
+        )
+        self.tunnel = AgentTunnel(
+            options.target,
+            self.reconciler,
+            info={
+                "cluster_name": options.target.cluster_name,
+                "user_prefix": options.user_prefix,
+            },
+        )
+
+    async def _report(self, revision: int, results: list[GrantResult]) -> None:
+        await self.tunnel.report(revision, results)
+
+    async def run(self) -> None:
+        """Reconcile and hold the tunnel until cancelled."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.reconciler.run(), name="reconciler")
+            tasks.create_task(self.tunnel.run(), name="tunnel")
+
+
+async def run_agent(options: AgentOptions) -> None:
+    """Run the agent until cancelled."""
+    config = kube_config(options.kubeconfig, options.context)
+    client = AsyncClient(config, field_manager=FIELD_MANAGER)
+    try:
+        await Agent(options, client).run()
+    finally:
+        await client.close()
+
+
+__all__ = ["Agent", "AgentOptions", "GrantSpec", "kube_config", "run_agent"]

@@ -1,0 +1,241 @@
+"""The server's side of agent tunnels: who is connected, and the control conversation.
+
+One :class:`TunnelRegistry` per server process holds the live :class:`AgentLink` of each
+connected cluster (so ``online`` is a dictionary lookup). For each link the server, as the
+HTTP/2 client, opens the control stream, exchanges hellos, then sends the cluster's full
+desired RBAC on connect and whenever :meth:`TunnelRegistry.desired_changed` is called, and
+stores the per-grant results the agent reports.
+
+Replicas: a link lives in the replica that accepted the WebSocket; ``desired_changed`` reaches
+links in this process only (cross-replica notification comes with PostgreSQL LISTEN/NOTIFY).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from kubegate import __version__
+from kubegate.errors import KubegateError, TunnelProtocolError
+from kubegate.server import rbac_sync
+from kubegate.storage.models import utcnow
+from kubegate.tunnel.control import (
+    SCHEMA_VERSIONS,
+    Desired,
+    Failure,
+    Hello,
+    Results,
+    negotiate,
+)
+from kubegate.tunnel.control_stream import CONTROL_PATH, SCHEMA_HEADER, ControlStream
+from kubegate.tunnel.transport import ChannelClosed, TunnelConnection
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT = 10.0
+SEEN_INTERVAL = 30.0
+
+
+class StarletteChannel:
+    """A Starlette (uvicorn) WebSocket as the tunnel's ``Channel``."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self.websocket.send_bytes(data)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise ChannelClosed(str(exc)) from exc
+
+    async def receive(self) -> bytes:
+        try:
+            message = await self.websocket.receive()
+        except (RuntimeError, OSError) as exc:
+            raise ChannelClosed(str(exc)) from exc
+        if message["type"] == "websocket.disconnect":
+            raise ChannelClosed(f"WebSocket closed with code {message.get('code')}")
+        data = message.get("bytes")
+        if data is None:
+            raise TunnelProtocolError("the tunnel carries binary WebSocket messages only")
+        assert isinstance(data, bytes)
+        return data
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(RuntimeError, OSError):
+            await self.websocket.close(code, reason)
+
+
+@dataclasses.dataclass
+class AgentLink:
+    """One connected agent."""
+
+    cluster_id: str
+    cluster_name: str
+    agent_version: str
+    connection: TunnelConnection
+    connected_at: dt.datetime
+    info: dict[str, str] = dataclasses.field(default_factory=dict)
+    changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+
+class TunnelRegistry:
+    """Connected agents of this server process, by cluster id."""
+
+    def __init__(self, sessions: async_sessionmaker[Any]) -> None:
+        self._sessions = sessions
+        self._links: dict[str, AgentLink] = {}
+
+    def is_online(self, cluster_id: str) -> bool:
+        return cluster_id in self._links
+
+    def link(self, cluster_id: str) -> AgentLink | None:
+        return self._links.get(cluster_id)
+
+    def desired_changed(self, cluster_id: str) -> None:
+        """A grant of the cluster changed: its agent gets the new desired set soon."""
+        if (link := self._links.get(cluster_id)) is not None:
+            link.changed.set()
+
+    async def disconnect(self, cluster_id: str, reason: str) -> None:
+        """Close the cluster's tunnel (e.g. the cluster was deleted)."""
+        if (link := self._links.get(cluster_id)) is not None:
+            await link.connection.close(reason)
+
+    async def close_all(self, reason: str) -> None:
+        for link in list(self._links.values()):
+            await link.connection.close(reason, code=1001)
+
+    async def serve(
+        self, websocket: WebSocket, cluster_id: str, cluster_name: str, agent_version: str
+    ) -> None:
+        """Run one agent's tunnel until it closes; the WebSocket is already accepted."""
+        name = f"tunnel to cluster {cluster_name} ({cluster_id})"
+        connection = TunnelConnection(StarletteChannel(websocket), client=True, name=name)
+        link = AgentLink(cluster_id, cluster_name, agent_version, connection, utcnow())
+        runner = asyncio.create_task(connection.run(), name=f"{name} reader")
+        try:
+            await self._converse(link)
+        except KubegateError as exc:
+            code = 1002 if isinstance(exc, TunnelProtocolError) else 1011
+            await connection.close(str(exc), code=code)
+        finally:
+            await connection.close("the control conversation ended")
+            await runner
+            if self._links.get(cluster_id) is link:
+                del self._links[cluster_id]
+                with contextlib.suppress(Exception):
+                    await rbac_sync.mark_offline(self._sessions, cluster_id)
+            log.info(
+                "agent disconnected",
+                extra={"cluster_id": cluster_id, "reason": connection.close_reason},
+            )
+
+    async def _converse(self, link: AgentLink) -> None:
+        connection = link.connection
+        stream = await connection.open_stream(
+            "POST", CONTROL_PATH, ((SCHEMA_HEADER, ",".join(map(str, SCHEMA_VERSIONS))),)
+        )
+        control = ControlStream(stream)
+        await control.send(
+            Hello(
+                role="server",
+                kubegate_version=__version__,
+                schema_versions=SCHEMA_VERSIONS,
+                info={"cluster_id": link.cluster_id, "cluster_name": link.cluster_name},
+            )
+        )
+        try:
+            async with asyncio.timeout(HELLO_TIMEOUT):
+                head = await stream.response()
+                hello = await control.receive()
+        except TimeoutError:
+            raise TunnelProtocolError(
+                f"the agent sent no hello within {HELLO_TIMEOUT:g} s"
+            ) from None
+        if head.status != 200:
+            raise TunnelProtocolError(f"the agent answered the control stream with {head.status}")
+        if not isinstance(hello, Hello) or hello.role != "agent":
+            raise TunnelProtocolError("the agent's first control message was not its hello")
+        schema = negotiate(SCHEMA_VERSIONS, hello.schema_versions)
+        if schema is None:
+            message = (
+                f"kubegate {__version__} speaks control schema "
+                f"{', '.join(map(str, SCHEMA_VERSIONS))}; agent {hello.kubegate_version} speaks "
+                f"{', '.join(map(str, hello.schema_versions)) or 'none'}: upgrade the agent"
+            )
+            await control.send(Failure(code="incompatible_version", message=message))
+            raise TunnelProtocolError(message)
+        link.info = dict(hello.info)
+        previous = self._links.get(link.cluster_id)
+        self._links[link.cluster_id] = link
+        if previous is not None:
+            await previous.connection.close("replaced by a newer connection from the agent")
+        await rbac_sync.mark_online(self._sessions, link.cluster_id)
+        log.info(
+            "agent connected",
+            extra={
+                "cluster_id": link.cluster_id,
+                "agent_version": hello.kubegate_version,
+                "schema": schema,
+                **{f"agent_{k}": v for k, v in sorted(link.info.items())[:8]},
+            },
+        )
+        link.changed.set()
+        async with asyncio.TaskGroup() as tasks:
+            pusher = tasks.create_task(self._push_desired(link, control))
+            seen = tasks.create_task(self._keep_seen(link))
+            try:
+                await self._receive_reports(link, control)
+            finally:
+                pusher.cancel()
+                seen.cancel()
+
+    async def _push_desired(self, link: AgentLink, control: ControlStream) -> None:
+        sent: int | None = None
+        while True:
+            await link.changed.wait()
+            link.changed.clear()
+            desired: Desired = await rbac_sync.load_desired(self._sessions, link.cluster_id)
+            if desired.revision == sent:
+                continue
+            await control.send(desired)
+            sent = desired.revision
+            log.debug(
+                "desired RBAC sent",
+                extra={"cluster_id": link.cluster_id, "revision": desired.revision},
+            )
+
+    async def _keep_seen(self, link: AgentLink) -> None:
+        while True:
+            await asyncio.sleep(SEEN_INTERVAL)
+            await rbac_sync.mark_seen(self._sessions, link.cluster_id)
+
+    async def _receive_reports(self, link: AgentLink, control: ControlStream) -> None:
+        while (message := await control.receive()) is not None:
+            if isinstance(message, Results):
+                changed = await rbac_sync.record_results(
+                    self._sessions, link.cluster_id, message.results
+                )
+                log.info(
+                    "reconcile results",
+                    extra={
+                        "cluster_id": link.cluster_id,
+                        "revision": message.revision,
+                        "grants": len(message.results),
+                        "changed": changed,
+                    },
+                )
+            elif isinstance(message, Failure):
+                raise TunnelProtocolError(f"the agent gave up: {message.code}: {message.message}")
+            else:
+                raise TunnelProtocolError(
+                    f"unexpected {type(message).__name__} message from the agent"
+                )
