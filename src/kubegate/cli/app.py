@@ -182,6 +182,99 @@ def agent(
         pass
 
 
+cluster_app = typer.Typer(
+    name="cluster",
+    help="Connect clusters to kubegate.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(cluster_app)
+
+
+@cluster_app.command("install-manifest")
+def install_manifest_command(
+    cluster: Annotated[str, typer.Argument(help="The cluster's name in kubegate.")],
+    server_url: Annotated[
+        str,
+        typer.Option(
+            "--server",
+            envvar="KUBEGATE_SERVER",
+            help="URL the agent dials, as reachable from inside the cluster.",
+        ),
+    ],
+    cluster_token: Annotated[
+        str,
+        typer.Option(
+            envvar="KUBEGATE_CLUSTER_TOKEN",
+            help="The cluster's agent credential (kg_agent_…), shown once when the cluster "
+            "was registered. It goes into the Secret only.",
+            show_default=False,
+        ),
+    ],
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="KUBEGATE_CA_FILE",
+            help="CA of the server's certificate, pinned by the agent (the server's "
+            "self-signed CA is <data dir>/tls/ca.crt). Omit when a public CA signed it.",
+        ),
+    ] = None,
+    image: Annotated[str | None, typer.Option(help="Agent container image.")] = None,
+    namespace: Annotated[str, typer.Option(help="Namespace the agent runs in.")] = (
+        "kubegate-system"
+    ),
+    user_prefix: Annotated[
+        str, typer.Option(help="Prefix of the Kubernetes user name a grant binds.")
+    ] = "kubegate:",
+) -> None:
+    """Print the YAML that installs the agent: Namespace, ServiceAccount, least-privilege
+    ClusterRole and its binding, the credential Secret and the Deployment.
+
+    Apply it with `kubegate cluster install-manifest NAME | kubectl apply -f -`. The output
+    contains the cluster credential: do not commit it.
+    """
+    from kubegate.agent.manifest import DEFAULT_IMAGE, install_manifest, render_yaml
+    from kubegate.domain.access import dns1123_label_problem
+
+    problems = [
+        f"cluster name {cluster!r} {problem}"
+        for problem in [dns1123_label_problem(cluster)]
+        if problem
+    ]
+    problems += [
+        f"--namespace {namespace!r} {problem}"
+        for problem in [dns1123_label_problem(namespace)]
+        if problem
+    ]
+    if not cluster_token.startswith("kg_agent_"):
+        problems.append("--cluster-token must be a kg_agent_… cluster credential")
+    if not server_url.startswith(("https://", "http://")):
+        problems.append(f"--server must be an https:// URL, not {server_url!r}")
+    ca_pem = None
+    if ca_file is not None:
+        try:
+            ca_pem = ca_file.read_text()
+        except OSError as exc:
+            problems.append(f"cannot read --ca-file: {exc.strerror or exc}")
+        else:
+            if "-----BEGIN CERTIFICATE-----" not in ca_pem:
+                problems.append(f"--ca-file {ca_file} is not a PEM certificate")
+    if problems:
+        for problem in problems:
+            _err.print(f"[red]error:[/red] {problem}")
+        raise typer.Exit(2)
+    objects = install_manifest(
+        cluster_name=cluster,
+        server_url=server_url,
+        cluster_token=cluster_token,
+        ca_pem=ca_pem,
+        image=image or DEFAULT_IMAGE,
+        namespace=namespace,
+        user_prefix=user_prefix,
+    )
+    typer.echo(render_yaml(objects), nl=False)
+
+
 def _raise_interrupt() -> None:
     raise KeyboardInterrupt
 

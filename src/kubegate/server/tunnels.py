@@ -189,14 +189,22 @@ class TunnelRegistry:
             },
         )
         link.changed.set()
-        async with asyncio.TaskGroup() as tasks:
-            pusher = tasks.create_task(self._push_desired(link, control))
-            seen = tasks.create_task(self._keep_seen(link))
-            try:
-                await self._receive_reports(link, control)
-            finally:
-                pusher.cancel()
-                seen.cancel()
+        # The first of the three to end (the agent closing the stream, or any failure) ends
+        # the conversation; its exception, unwrapped, is the reason the tunnel closes.
+        tasks = {
+            asyncio.create_task(self._receive_reports(link, control)),
+            asyncio.create_task(self._push_desired(link, control)),
+            asyncio.create_task(self._keep_seen(link)),
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            if (error := task.exception()) is not None:
+                raise error
 
     async def _push_desired(self, link: AgentLink, control: ControlStream) -> None:
         sent: int | None = None
