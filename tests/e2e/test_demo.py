@@ -53,7 +53,9 @@ def test_demo_prints_working_commands_and_stops_cleanly_on_ctrl_c() -> None:
         output = "".join(lines)
         assert "Press Ctrl-C to stop." in output, output
         children = _children(demo.pid)
-        assert len(children) >= 5, output  # etcd, apiserver, controller-manager, kwok, kubegate
+        # etcd, apiserver, controller-manager, kwok, kubegate server, kubegate agent
+        assert len(children) >= 6, output
+        assert re.search(r"grant: +dev@kubegate.local view on namespace demo: applied", output)
 
         commands = [line.strip() for line in lines if line.strip().startswith(("kubectl", "curl"))]
         get_pods = next(c for c in commands if " get pods " in c)
@@ -62,6 +64,9 @@ def test_demo_prints_working_commands_and_stops_cleanly_on_ctrl_c() -> None:
         logs = next(c for c in commands if " logs " in c)
         result = subprocess.run(shlex.split(logs), capture_output=True, text=True, timeout=60)
         assert result.stdout.strip() == "hello from kubegate's demo pod", result
+        can_i = next(c for c in commands if " auth can-i " in c)
+        result = subprocess.run(shlex.split(can_i), capture_output=True, text=True, timeout=60)
+        assert result.stdout.strip() == "yes", result
         curl = next(c for c in commands if c.startswith("curl"))
         result = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=60)
         assert '"name":"local"' in result.stdout, result

@@ -105,6 +105,7 @@ class Reconciler:
         self._desired: tuple[int, tuple[GrantSpec, ...]] | None = None
         self._report_due = False
         self._last_results: list[GrantResult] | None = None
+        self._logged_failures: dict[ObjectKey, str] = {}
         self._wake = asyncio.Event()
 
     @property
@@ -153,7 +154,7 @@ class Reconciler:
                 self._report_due |= report_due
                 logger.warning(
                     "reconcile pass failed; retrying",
-                    exc_info=True,
+                    exc_info=not isinstance(exc, httpx.HTTPError),  # a traceback for a bug
                     extra={"revision": revision, "error": repr(exc), "retry_in": backoff},
                 )
                 wait, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS)
@@ -198,7 +199,10 @@ class Reconciler:
             async with asyncio.TaskGroup() as tasks:
                 for key, op in ops:
                     tasks.create_task(self._guarded(limit, key, op, failures))
-            logger.info(
+            # Only retries of known failures: keep them out of the info log.
+            level = logging.INFO if len(ops) > len(failures) else logging.DEBUG
+            logger.log(
+                level,
                 "reconciled",
                 extra={
                     # Not "created": LogRecord has that attribute and refuses the key.
@@ -209,6 +213,18 @@ class Reconciler:
                     "failures": len(failures),
                 },
             )
+        for key, detail in failures.items():
+            if self._logged_failures.get(key) != detail:  # once, not at every retry
+                logger.warning(
+                    "changing a binding failed",
+                    extra={
+                        "kind": key.kind,
+                        "namespace": key.namespace,
+                        "binding": key.name,
+                        "error": detail,
+                    },
+                )
+        self._logged_failures = failures
         results = []
         for grant in grants:
             key = key_of(desired_binding(grant, self._user_prefix))
@@ -231,15 +247,6 @@ class Reconciler:
                 await op()
             except (ApiError, httpx.HTTPError, _NotOurs) as exc:
                 failures[key] = _describe(exc)
-                logger.warning(
-                    "changing a binding failed",
-                    extra={
-                        "kind": key.kind,
-                        "namespace": key.namespace,
-                        "binding": key.name,
-                        "error": failures[key],
-                    },
-                )
 
     async def _observe(self) -> list[Manifest]:
         """The owned bindings in the cluster, as plain manifests."""

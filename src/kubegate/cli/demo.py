@@ -11,6 +11,7 @@ from pathlib import Path
 from lightkube.resources.core_v1 import Namespace
 from rich.console import Console
 
+from kubegate.testenv.agent import AgentProcess
 from kubegate.testenv.build import ensure_environment
 from kubegate.testenv.controlplane import ControlPlane
 from kubegate.testenv.gateway import GatewayServer
@@ -18,6 +19,31 @@ from kubegate.testenv.pods import EchoServer, create_fake_pod
 
 DEMO_NAMESPACE = "demo"
 DEMO_POD = "hello"
+DEMO_USER = "dev@kubegate.local"
+
+
+def _grant_and_wait(
+    gateway: GatewayServer, admin: str, cluster_id: str, agent: AgentProcess, console: Console
+) -> str:
+    """Wait for the agent, grant the demo user ``view`` on the demo namespace, and wait
+    until the agent reports it applied; answers what happened, for the summary."""
+    deadline = time.monotonic() + 60
+    while not gateway.call(admin, "GET", f"/api/v1/clusters/{cluster_id}")["online"]:
+        agent.check_running()
+        if time.monotonic() > deadline:
+            return "not applied: the agent did not connect (see its log)"
+        time.sleep(0.1)
+    console.print("agent connected; granting the demo user view on the demo namespace")
+    started = time.monotonic()
+    grant = gateway.grant(admin, cluster_id, DEMO_USER, "view", DEMO_NAMESPACE)
+    while (status := gateway.grant_status(admin, cluster_id, grant["id"])) not in (
+        "applied",
+        "failed",
+    ):
+        if time.monotonic() > deadline:
+            return f"still {status} after 60 s (see the agent's log)"
+        time.sleep(0.05)
+    return f"{status} by the agent in {time.monotonic() - started:.2f} s"
 
 
 def run_demo(stop: threading.Event, workdir: Path | None, console: Console) -> None:
@@ -29,11 +55,21 @@ def run_demo(stop: threading.Event, workdir: Path | None, console: Console) -> N
     echo = EchoServer()
     plane = ControlPlane(workdir=root / "control-plane", report=console.print)
     gateway = GatewayServer(root / "kubegate")
+    agent: AgentProcess | None = None
     try:
         creds = plane.start()
         gateway.start()
         admin = gateway.login()
         cluster = gateway.register_cluster(admin, "local")
+        agent = AgentProcess(
+            server_url=gateway.url,
+            cluster_token=cluster["agent_credential"],
+            kubeconfig=creds.kubeconfig,
+            ca_file=gateway.ca_file,
+            cluster_name="local",
+            log=root / "kubegate" / "agent.log",
+        )
+        agent.start()
         client = plane.admin_client()
         try:
             client.create(Namespace.from_dict({"metadata": {"name": DEMO_NAMESPACE}}))
@@ -47,6 +83,7 @@ def run_demo(stop: threading.Event, workdir: Path | None, console: Console) -> N
             )
         finally:
             client.close()
+        granted = _grant_and_wait(gateway, admin, cluster["id"], agent, console)
         kubectl = f"kubectl --kubeconfig {creds.kubeconfig}"
         console.print()
         console.print(f"Kubernetes API: {creds.server}")
@@ -54,6 +91,8 @@ def run_demo(stop: threading.Event, workdir: Path | None, console: Console) -> N
         console.print(f"kubegate API:   {gateway.url}  (CA: {gateway.ca_file})")
         console.print(f"kubegate admin: {gateway.admin_email} / {gateway.admin_password}")
         console.print(f"cluster 'local' registered through the API: id {cluster['id']}")
+        console.print(f"agent:          connected (log: {agent.log})")
+        console.print(f"grant:          {DEMO_USER} view on namespace {DEMO_NAMESPACE}: {granted}")
         console.print()
         console.print("Try:")
         console.print(f"  {kubectl} get pods -n {DEMO_NAMESPACE}", soft_wrap=True)
@@ -61,19 +100,34 @@ def run_demo(stop: threading.Event, workdir: Path | None, console: Console) -> N
         console.print(
             f"  {kubectl} exec -n {DEMO_NAMESPACE} {DEMO_POD} -- uname -a", soft_wrap=True
         )
+        console.print(
+            f"  {kubectl} auth can-i list pods -n {DEMO_NAMESPACE} --as kubegate:{DEMO_USER}",
+            soft_wrap=True,
+        )
+        console.print(
+            f"  {kubectl} get rolebindings -n {DEMO_NAMESPACE} "
+            "-l app.kubernetes.io/managed-by=kubegate",
+            soft_wrap=True,
+        )
         curl = f"curl --cacert {gateway.ca_file} -H 'Authorization: Bearer {admin}'"
         console.print(f"  {curl} {gateway.url}/api/v1/clusters", soft_wrap=True)
+        console.print(
+            f"  {curl} {gateway.url}/api/v1/clusters/{cluster['id']}/access/grants",
+            soft_wrap=True,
+        )
         console.print()
         console.print("Press Ctrl-C to stop.")
         try:
             while not stop.wait(1.0):
-                for proc in [*plane.processes(), *gateway.processes()]:
+                for proc in [*plane.processes(), *gateway.processes(), *agent.processes()]:
                     proc.check_running()
         except KeyboardInterrupt:
             pass
     finally:
         console.print("stopping ...")
         started = time.monotonic()
+        if agent is not None:
+            agent.stop()
         gateway.stop()
         plane.stop()
         echo.close()

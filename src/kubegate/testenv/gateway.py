@@ -84,6 +84,34 @@ class GatewayServer:
         cluster["agent_credential"] = response.json()["agent_credential"]
         return cluster
 
+    def call(self, token: str, method: str, path: str, body: Any = None) -> Any:
+        """One REST call as ``token``; raises on an error status, answers the JSON body."""
+        with self.client(token) as client:
+            response = client.request(method, path, json=body)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def grant(
+        self, token: str, cluster_id: str, email: str, role: str, namespace: str | None
+    ) -> dict[str, Any]:
+        """Add ``email`` as a member (if new) and grant it ``role``; answers the grant."""
+        member = {"email": email, "display_name": email.split("@")[0]}
+        with self.client(token) as client:
+            added = client.post("/api/v1/users", json=member)
+        if added.status_code not in (200, 201, 409):
+            added.raise_for_status()
+        body = {"email": email, "role": role, "namespace": namespace}
+        grant: dict[str, Any] = self.call(
+            token, "POST", f"/api/v1/clusters/{cluster_id}/access/grants", body
+        )
+        return grant
+
+    def grant_status(self, token: str, cluster_id: str, grant_id: str) -> str:
+        """The grant's status (pending, applied, failed, cluster_offline)."""
+        page = self.call(token, "GET", f"/api/v1/clusters/{cluster_id}/access/grants?limit=200")
+        found = [g["status"] for g in page["items"] if g["id"] == grant_id]
+        return str(found[0]) if found else "deleted"
+
     def processes(self) -> list[ManagedProcess]:
         return [self._process] if self._process else []
 

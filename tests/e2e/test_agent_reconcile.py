@@ -1,0 +1,529 @@
+"""The agent's reconciler against a real kube-apiserver: grants become RBAC, drift is repaired.
+
+The Reconciler is driven directly (no tunnel) with a report callback that keeps what it gets.
+Access is checked the way a cluster admin would: ``kubectl auth can-i --as``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+import pytest
+import yaml
+from lightkube import AsyncClient, KubeConfig
+from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import Namespace
+from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
+
+from kubegate.agent.desired import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    GrantSpec,
+    binding_name,
+    desired_binding,
+)
+from kubegate.agent.reconcile import Reconciler
+from kubegate.testenv.controlplane import Credentials
+from kubegate.testenv.system import kubectl_binaries
+from kubegate.tunnel.control import GrantResult
+from tests.fixtures.faults import FaultyRelay
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Report = tuple[int, list[GrantResult]]
+PREFIX = "kubegate:"
+RBAC = "rbac.authorization.k8s.io"
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], what: str, within: float = 20.0
+) -> T:
+    """Poll ``probe`` until it returns something truthy; the timeout only guards a hang."""
+    deadline = time.monotonic() + within
+    while True:
+        if result := await probe():
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await anyio.sleep(0.1)
+
+
+def new_grant(role: str, namespace: str | None, email: str | None = None) -> GrantSpec:
+    """A grant with a fresh id; a fresh user unless ``email`` is given."""
+    return GrantSpec(
+        uuid.uuid4().hex, email or f"u-{uuid.uuid4().hex[:8]}@example.com", role, namespace
+    )
+
+
+class RunningAgent:
+    """A Reconciler running in the test's event loop, and every report it sent."""
+
+    def __init__(self, client: AsyncClient, failing_reports: int = 0, **options: Any) -> None:
+        self.reports: list[Report] = []
+        self.grant_ids: set[str] = set()
+        self._failing_reports = failing_reports
+        self.reconciler = Reconciler(client, self._collect, **options)
+        self.task: asyncio.Task[None] | None = None
+
+    async def _collect(self, revision: int, results: list[GrantResult]) -> None:
+        if self._failing_reports:
+            self._failing_reports -= 1
+            raise ConnectionError("the tunnel is down (injected by the test)")
+        self.reports.append((revision, results))
+
+    def set_desired(self, revision: int, grants: Sequence[GrantSpec]) -> None:
+        self.grant_ids |= {g.grant_id for g in grants}
+        self.reconciler.set_desired(revision, grants)
+
+    def check_alive(self) -> None:
+        assert self.task is not None
+        if self.task.done():
+            raise AssertionError(f"the reconciler stopped: {self.task.exception()!r}")
+
+    async def report(
+        self, matches: Callable[[Report], bool], what: str, within: float = 20.0
+    ) -> Report:
+        """The first report (oldest first) that ``matches``, waiting for it to arrive."""
+
+        async def find() -> Report | None:
+            self.check_alive()
+            return next((r for r in self.reports if matches(r)), None)
+
+        return await eventually(find, what, within)
+
+    async def applied(self, revision: int, within: float = 20.0) -> Report:
+        """The first report for ``revision`` in which every grant is applied."""
+        return await self.report(
+            lambda r: r[0] == revision and all(g.status == "applied" for g in r[1]),
+            f"every grant of revision {revision} applied",
+            within,
+        )
+
+
+StartAgent = Callable[..., RunningAgent]
+
+
+@pytest.fixture(autouse=True)
+def agent_logs_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    """Emit the agent's info logs, as in production, so logging them is exercised too."""
+    caplog.set_level(logging.INFO, logger="kubegate")
+
+
+def client_for(kubeconfig: dict[str, Any]) -> AsyncClient:
+    """An async lightkube client for a kubeconfig document."""
+    return AsyncClient(KubeConfig.from_dict(kubeconfig), field_manager="kubegate-agent")
+
+
+@pytest.fixture
+async def admin(kube_credentials: Credentials) -> AsyncIterator[AsyncClient]:
+    """An async client as the cluster superuser: the hand that edits bindings in these tests."""
+    client = client_for(yaml.safe_load(kube_credentials.kubeconfig.read_text()))
+    yield client
+    await client.close()
+
+
+@asynccontextmanager
+async def agents_running(creds: Credentials, admin: AsyncClient) -> AsyncIterator[StartAgent]:
+    """Start Reconcilers (by default as the superuser); stopped, and their CRBs removed, after."""
+    agents: list[RunningAgent] = []
+    clients: list[AsyncClient] = []
+
+    def start(
+        kubeconfig: dict[str, Any] | None = None, failing_reports: int = 0, **options: Any
+    ) -> RunningAgent:
+        client = client_for(kubeconfig or yaml.safe_load(creds.kubeconfig.read_text()))
+        clients.append(client)
+        agent = RunningAgent(client, failing_reports, **options)
+        agent.task = asyncio.create_task(agent.reconciler.run())
+        agents.append(agent)
+        return agent
+
+    try:
+        yield start
+    finally:
+        for agent in agents:
+            assert agent.task is not None
+            agent.task.cancel()
+            with suppress(asyncio.CancelledError):
+                await agent.task
+        for client in clients:
+            await client.close()
+        # RoleBindings go with the test's namespace; cluster-scoped ones would outlive it.
+        for grant_id in set().union(*(a.grant_ids for a in agents)):
+            with suppress(ApiError):
+                await admin.delete(ClusterRoleBinding, binding_name(grant_id))
+
+
+@pytest.fixture
+async def start_agent(
+    kube_credentials: Credentials, admin: AsyncClient
+) -> AsyncIterator[StartAgent]:
+    """Start Reconcilers for the test; see :func:`agents_running`."""
+    async with agents_running(kube_credentials, admin) as start:
+        yield start
+
+
+async def can_i(creds: Credentials, user: str, *request: str) -> bool:
+    """Whether ``user`` may do ``request`` (``kubectl auth can-i`` words), asked as the admin."""
+    kubectl = kubectl_binaries()["1.37"]
+    result = await anyio.run_process(
+        [
+            str(kubectl),
+            f"--kubeconfig={creds.kubeconfig}",
+            "auth",
+            "can-i",
+            *request,
+            f"--as={user}",
+        ],
+        check=False,
+    )
+    answer = result.stdout.decode().strip()
+    assert answer in ("yes", "no"), result.stderr.decode()
+    return answer == "yes"
+
+
+async def until_can_i(creds: Credentials, user: str, *request: str, allowed: bool) -> None:
+    """Wait for the RBAC authorizer (it reads an informer cache) to give ``allowed``."""
+
+    async def settled() -> bool:
+        return await can_i(creds, user, *request) is allowed
+
+    await eventually(settled, f"can-i {' '.join(request)} to be {allowed} for {user}")
+
+
+async def get_binding(client: AsyncClient, grant: GrantSpec) -> dict[str, Any] | None:
+    """The binding of ``grant`` as it is in the cluster, or None."""
+    name = binding_name(grant.grant_id)
+    try:
+        if grant.namespace is None:
+            found: dict[str, Any] = (await client.get(ClusterRoleBinding, name)).to_dict()
+        else:
+            found = (await client.get(RoleBinding, name, namespace=grant.namespace)).to_dict()
+    except ApiError as exc:
+        if exc.status.code == 404:
+            return None
+        raise
+    return found
+
+
+def unowned_rolebinding(name: str, namespace: str, user: str) -> RoleBinding:
+    """A RoleBinding someone else made: no managed-by label."""
+    binding: RoleBinding = RoleBinding.from_dict(
+        {
+            "metadata": {"name": name, "namespace": namespace, "labels": {"team": "ops"}},
+            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"apiGroup": RBAC, "kind": "User", "name": user}],
+        }
+    )
+    return binding
+
+
+async def test_namespace_grant_becomes_a_rolebinding_that_opens_only_that_namespace(
+    start_agent: StartAgent, admin: AsyncClient, kube_credentials: Credentials, namespace: str
+) -> None:
+    grant = new_grant("view", namespace)
+    user = PREFIX + grant.email
+    assert not await can_i(kube_credentials, user, "list", "pods", "-n", namespace)
+
+    agent = start_agent()
+    agent.set_desired(1, [grant])
+    assert (await agent.applied(1))[1] == [GrantResult(grant.grant_id, "applied")]
+
+    binding = await get_binding(admin, grant)
+    assert binding is not None
+    assert binding["metadata"]["labels"][MANAGED_BY_LABEL] == MANAGED_BY
+    assert binding["roleRef"] == {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"}
+    assert binding["subjects"] == [{"apiGroup": RBAC, "kind": "User", "name": user}]
+    await until_can_i(kube_credentials, user, "list", "pods", "-n", namespace, allowed=True)
+    assert not await can_i(kube_credentials, user, "list", "pods", "-n", "default")
+    assert not await can_i(kube_credentials, user, "list", "pods", "--all-namespaces")
+    assert not await can_i(kube_credentials, user, "create", "deployments", "-n", namespace)
+
+
+async def test_cluster_grant_becomes_a_clusterrolebinding_that_opens_every_namespace(
+    start_agent: StartAgent, admin: AsyncClient, kube_credentials: Credentials
+) -> None:
+    grant = new_grant("edit", None)
+    user = PREFIX + grant.email
+    request = ("create", "deployments", "--all-namespaces")
+    assert not await can_i(kube_credentials, user, *request)
+
+    agent = start_agent()
+    agent.set_desired(1, [grant])
+    await agent.applied(1)
+
+    binding = await get_binding(admin, grant)
+    assert binding is not None and binding["kind"] == "ClusterRoleBinding"
+    assert binding["roleRef"]["name"] == "edit"
+    await until_can_i(kube_credentials, user, *request, allowed=True)
+    assert not await can_i(kube_credentials, user, "create", "clusterrolebindings")
+
+
+async def test_a_grant_removed_from_the_desired_set_loses_its_binding_and_access(
+    start_agent: StartAgent, admin: AsyncClient, kube_credentials: Credentials, namespace: str
+) -> None:
+    grant = new_grant("edit", namespace)
+    user = PREFIX + grant.email
+    agent = start_agent()
+    agent.set_desired(1, [grant])
+    await agent.applied(1)
+    await until_can_i(kube_credentials, user, "create", "pods", "-n", namespace, allowed=True)
+
+    agent.set_desired(2, [])
+    assert await agent.report(lambda r: r[0] == 2, "the report of revision 2") == (2, [])
+    assert await get_binding(admin, grant) is None
+    await until_can_i(kube_credentials, user, "create", "pods", "-n", namespace, allowed=False)
+
+
+async def test_a_binding_deleted_by_hand_comes_back(
+    start_agent: StartAgent, admin: AsyncClient
+) -> None:
+    grant = new_grant("view", None)
+    agent = start_agent()
+    agent.set_desired(1, [grant])
+    await agent.applied(1)
+    before = await get_binding(admin, grant)
+    assert before is not None
+
+    await admin.delete(ClusterRoleBinding, binding_name(grant.grant_id))
+
+    async def recreated() -> dict[str, Any] | None:
+        found = await get_binding(admin, grant)
+        return found if found and found["metadata"]["uid"] != before["metadata"]["uid"] else None
+
+    again = await eventually(recreated, "the deleted binding to come back")
+    assert again["roleRef"] == before["roleRef"] and again["subjects"] == before["subjects"]
+
+
+async def test_a_binding_recreated_by_hand_with_another_role_gets_its_role_back(
+    start_agent: StartAgent, admin: AsyncClient, namespace: str
+) -> None:
+    grant = new_grant("view", namespace)
+    agent = start_agent()
+    agent.set_desired(1, [grant])
+    await agent.applied(1)
+
+    # roleRef is immutable: "editing" it means replacing the object under the same name.
+    tampered = desired_binding(grant)
+    tampered["roleRef"]["name"] = "admin"
+    await admin.delete(RoleBinding, binding_name(grant.grant_id), namespace=namespace)
+    await admin.create(RoleBinding.from_dict(tampered))
+
+    async def restored() -> bool:
+        found = await get_binding(admin, grant)
+        return found is not None and found["roleRef"]["name"] == "view"
+
+    await eventually(restored, "the binding's role to be view again")
+
+
+async def test_a_binding_whose_subjects_were_edited_by_hand_is_restored(
+    start_agent: StartAgent, admin: AsyncClient, namespace: str
+) -> None:
+    grant = new_grant("edit", namespace)
+    agent = start_agent()
+    agent.set_desired(1, [grant])
+    await agent.applied(1)
+
+    intruder = {"apiGroup": RBAC, "kind": "User", "name": "mallory@example.com"}
+    wanted = desired_binding(grant)["subjects"]
+    await admin.patch(
+        RoleBinding,
+        binding_name(grant.grant_id),
+        {"subjects": [*wanted, intruder]},
+        namespace=namespace,
+    )
+
+    async def restored() -> bool:
+        found = await get_binding(admin, grant)
+        return found is not None and found["subjects"] == wanted
+
+    await eventually(restored, "the intruder to be removed from the subjects")
+
+
+async def test_an_unowned_binding_is_never_touched(
+    start_agent: StartAgent, admin: AsyncClient, namespace: str
+) -> None:
+    theirs = await admin.create(unowned_rolebinding("ops-team", namespace, "ops@example.com"))
+    agent = start_agent()
+    agent.set_desired(1, [new_grant("view", namespace)])
+    await agent.applied(1)
+    agent.set_desired(2, [])  # a pass that deletes every owned binding
+    await agent.report(lambda r: r[0] == 2, "the report of revision 2")
+
+    after = await admin.get(RoleBinding, "ops-team", namespace=namespace)
+    assert after.metadata is not None and theirs.metadata is not None
+    assert after.metadata.resourceVersion == theirs.metadata.resourceVersion
+
+
+async def test_an_unowned_binding_under_a_grants_name_is_reported_failed_and_left_alone(
+    start_agent: StartAgent, admin: AsyncClient, namespace: str
+) -> None:
+    grant = new_grant("admin", namespace)
+    squatter = await admin.create(
+        unowned_rolebinding(binding_name(grant.grant_id), namespace, "ops@example.com")
+    )
+    agent = start_agent(retry_seconds=0.2)
+    agent.set_desired(1, [grant])
+
+    _, [result] = await agent.report(lambda r: r[0] == 1, "the report of revision 1")
+    assert result.grant_id == grant.grant_id and result.status == "failed"
+    assert "not managed by kubegate" in result.detail, result.detail
+    assert binding_name(grant.grant_id) in result.detail and namespace in result.detail
+
+    await anyio.sleep(1)  # several retries later
+    after = await admin.get(RoleBinding, binding_name(grant.grant_id), namespace=namespace)
+    assert after.metadata is not None and squatter.metadata is not None
+    assert after.metadata.resourceVersion == squatter.metadata.resourceVersion
+    assert [r for r in agent.reports if r[1] != [result]] == []  # never claimed applied
+
+
+async def test_a_grant_into_a_missing_namespace_applies_once_the_namespace_exists(
+    start_agent: StartAgent, admin: AsyncClient, kube_credentials: Credentials
+) -> None:
+    late = f"late-{uuid.uuid4().hex[:8]}"
+    grant = new_grant("view", late)
+    agent = start_agent(retry_seconds=0.5)
+    agent.set_desired(1, [grant])
+
+    _, [result] = await agent.report(lambda r: r[0] == 1, "the report of revision 1")
+    assert result.status == "failed"
+    assert f'namespaces "{late}" not found' in result.detail, result.detail
+
+    await admin.create(Namespace.from_dict({"metadata": {"name": late}}))
+    try:
+        await agent.applied(1)
+        await until_can_i(
+            kube_credentials, PREFIX + grant.email, "get", "pods", "-n", late, allowed=True
+        )
+    finally:
+        await admin.delete(Namespace, late)
+
+
+async def test_five_hundred_grants_converge(
+    start_agent: StartAgent, admin: AsyncClient, namespace: str
+) -> None:
+    roles = ("view", "edit", "admin", "cluster-admin")
+    grants = [new_grant(roles[i % 4], namespace) for i in range(500)]
+    agent = start_agent()
+    started = time.monotonic()
+    agent.set_desired(1, grants)
+    _, results = await agent.applied(1, within=180)
+    elapsed = time.monotonic() - started
+    logger.info("500 grants converged in %.2f s", elapsed, extra={"seconds": elapsed})
+
+    assert sorted(r.grant_id for r in results) == sorted(g.grant_id for g in grants)
+    owned = [
+        rb
+        async for rb in admin.list(
+            RoleBinding, namespace=namespace, labels={MANAGED_BY_LABEL: MANAGED_BY}
+        )
+    ]
+    assert len(owned) == 500
+
+
+async def test_an_older_desired_set_is_ignored(
+    start_agent: StartAgent, admin: AsyncClient, namespace: str
+) -> None:
+    current, stale = new_grant("view", namespace), new_grant("edit", namespace)
+    agent = start_agent()
+    agent.set_desired(5, [current])
+    await agent.applied(5)
+
+    agent.set_desired(4, [stale])
+    assert agent.reconciler.revision == 5
+    agent.set_desired(5, [current])  # re-reported: a barrier after anything revision 4 did
+    await agent.report(lambda _: len(agent.reports) == 2, "the second report of revision 5")
+    assert [r[0] for r in agent.reports] == [5, 5]
+    assert await get_binding(admin, stale) is None
+    assert await get_binding(admin, current) is not None
+
+
+async def test_the_same_revision_is_reported_again_even_when_nothing_changed(
+    start_agent: StartAgent, namespace: str
+) -> None:
+    grant = new_grant("view", namespace)
+    agent = start_agent()
+    agent.set_desired(1, [grant])
+    first = await agent.applied(1)
+    agent.set_desired(1, [grant])
+    await agent.report(lambda _: len(agent.reports) == 2, "a second report")
+    assert agent.reports == [first, first]
+
+
+async def test_nothing_is_deleted_before_the_first_desired_set_arrives(
+    start_agent: StartAgent, admin: AsyncClient, namespace: str
+) -> None:
+    earlier = new_grant("view", namespace)  # made by an agent that ran before this one
+    await admin.create(RoleBinding.from_dict(desired_binding(earlier)))
+    agent = start_agent()
+
+    await anyio.sleep(1)  # watches running, events seen, no desired set yet
+    agent.check_alive()
+    assert await get_binding(admin, earlier) is not None
+    assert agent.reports == []
+
+    agent.set_desired(1, [])
+
+    async def gone() -> bool:
+        return await get_binding(admin, earlier) is None
+
+    await eventually(gone, "the binding outside the desired set to be deleted")
+
+
+async def test_a_report_callback_that_raises_does_not_stop_reconciling(
+    start_agent: StartAgent, admin: AsyncClient
+) -> None:
+    grant = new_grant("view", None)
+    agent = start_agent(failing_reports=1, retry_seconds=0.2)
+    agent.set_desired(1, [grant])
+    await agent.applied(1)  # the report that failed is sent again
+
+    await admin.delete(ClusterRoleBinding, binding_name(grant.grant_id))
+
+    async def back() -> bool:
+        return await get_binding(admin, grant) is not None
+
+    await eventually(back, "the deleted binding to come back")
+
+
+@pytest.fixture
+def relay(kube_credentials: Credentials) -> Iterator[FaultyRelay]:
+    """A TCP relay to the apiserver that the test can cut."""
+    url = urlsplit(kube_credentials.server)
+    assert url.hostname is not None and url.port is not None
+    with FaultyRelay(url.hostname, url.port) as relay:
+        yield relay
+
+
+async def test_reconciling_resumes_after_the_connection_to_the_apiserver_is_cut(
+    start_agent: StartAgent, admin: AsyncClient, kube_credentials: Credentials, relay: FaultyRelay
+) -> None:
+    kubeconfig = yaml.safe_load(kube_credentials.kubeconfig.read_text())
+    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{relay.port}"
+    grant = new_grant("view", None)
+    agent = start_agent(kubeconfig, retry_seconds=0.2)
+    agent.set_desired(1, [grant])
+    await agent.applied(1)
+
+    relay.go_down()  # both watches break; reconnecting fails for a while
+    await admin.delete(ClusterRoleBinding, binding_name(grant.grant_id))
+    await anyio.sleep(1)
+    assert await get_binding(admin, grant) is None
+    relay.come_back()
+
+    async def back() -> bool:
+        return await get_binding(admin, grant) is not None
+
+    await eventually(back, "the binding deleted during the outage to come back")
+    agent.check_alive()
