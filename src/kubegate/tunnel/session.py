@@ -318,6 +318,8 @@ class TunnelSession:
     def heartbeat(self, now: float) -> bool:
         """Call about every half second: sends the next PING when due, and answers False
         once the peer has left a PING unanswered for :data:`PING_TIMEOUT` seconds."""
+        if self._closed:
+            return True  # nothing to watch any more, and h2 refuses PINGs after GOAWAY
         if self._ping_outstanding is not None:
             return now - self._ping_outstanding[1] < PING_TIMEOUT
         if now - self._last_ping_sent >= PING_INTERVAL:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # One WebSocket message carries at most this much of the HTTP/2 byte stream.
 MAX_MESSAGE = 1024 * 1024
 TICK = 0.5
+CLOSE_TIMEOUT = 2.0
 
 
 class ChannelClosed(Exception):
@@ -102,6 +103,21 @@ class TunnelStream:
     def _on_end(self) -> None:
         self._ended = True
         self._readable.set()
+        self._maybe_finished()
+
+    def _maybe_finished(self) -> None:
+        """Both sides ended: the connection need not route anything to us any more (unread
+        bytes stay here, and are acknowledged when read)."""
+        if self._ended and self._local_ended and (self.request or self._response.done()):
+            self._conn._streams.pop(self.stream_id, None)
+
+    def _release(self) -> None:
+        """Dropped unread: give the bytes' credit back, or the connection window shrinks
+        for good and the whole tunnel stalls once it is gone."""
+        unread = sum(flow for _, flow in self._chunks)
+        self._chunks.clear()
+        if unread and not self._conn.session.closed:
+            self._conn.session.acknowledge(self.stream_id, unread)
 
     def _on_error(self, error: KubegateError) -> None:
         if self._error is None:
@@ -121,9 +137,12 @@ class TunnelStream:
         self, status: int, headers: Headers = (), *, end_stream: bool = False
     ) -> None:
         """Agent: send the response head."""
+        if self._error is not None:
+            raise self._error
         self._conn._check_open()
         self._conn.session.respond(self.stream_id, status, headers, end_stream=end_stream)
         self._local_ended = self._local_ended or end_stream
+        self._maybe_finished()
         await self._conn._flush()
 
     async def receive(self) -> bytes:
@@ -158,10 +177,11 @@ class TunnelStream:
             window = self._conn._window
             sent = self._conn.session.send_data(self.stream_id, view, end_stream=end_stream)
             view = view[sent:]
-            if sent:
+            if sent or (end_stream and not view):
                 await self._conn._flush()
             if not view:
                 self._local_ended = self._local_ended or end_stream
+                self._maybe_finished()
                 return
             await window.wait()
 
@@ -169,14 +189,18 @@ class TunnelStream:
         """Half-close: no more data from us."""
         if self._local_ended:
             return
+        if self._error is not None:
+            raise self._error
         self._conn._check_open()
         self._local_ended = True
         self._conn.session.end_stream(self.stream_id)
+        self._maybe_finished()
         await self._conn._flush()
 
     async def cancel(self) -> None:
         """Reset the stream (RST_STREAM CANCEL); safe to call more than once."""
         self._on_error(StreamCancelled(f"stream {self.stream_id} cancelled"))
+        self._release()
         if not self._conn.session.closed:
             self._conn.session.reset(self.stream_id)
             self._conn._forget(self.stream_id)
@@ -219,7 +243,9 @@ class TunnelConnection:
             raise TunnelClosed(f"{self.name} closed: {self.close_reason}")
 
     def _forget(self, stream_id: int) -> None:
-        self._streams.pop(stream_id, None)
+        """The application is done with the stream: drop it and free its unread bytes."""
+        if (stream := self._streams.pop(stream_id, None)) is not None:
+            stream._release()
 
     async def _flush(self) -> None:
         async with self._write_lock:
@@ -321,6 +347,7 @@ class TunnelConnection:
         elif isinstance(event, h2s.StreamReset):
             if (stream := self._streams.pop(event.stream_id, None)) is not None:
                 stream._on_error(StreamCancelled(f"stream {event.stream_id} reset by the peer"))
+                stream._release()
         elif isinstance(event, h2s.WindowOpened):
             self._window_changed()
         elif isinstance(event, h2s.ConnectionClosed):
@@ -344,11 +371,20 @@ class TunnelConnection:
     async def _heartbeat(self) -> None:
         while not self._closed.is_set():
             await asyncio.sleep(TICK)
+            if self._closed.is_set():
+                return
+            # The deadline is checked without the write lock: a peer that stopped reading
+            # blocks writers, and must still be found dead.
             if not self.session.heartbeat(self._clock()):
                 await self.close(f"the peer did not answer a PING within {h2s.PING_TIMEOUT:g} s")
                 return
-            with contextlib.suppress(TunnelClosed):
-                await self._flush()
+            if not self._write_lock.locked():  # else the writer takes our PING along
+                # In a task of its own: a send that blocks must not stop this loop.
+                self._spawn(self._flush_quietly())
+
+    async def _flush_quietly(self) -> None:
+        with contextlib.suppress(TunnelClosed):
+            await self._flush()
 
     def _mark_closed(self, reason: str) -> None:
         if self._closed.is_set():
@@ -363,11 +399,14 @@ class TunnelConnection:
             return
         log.warning("closing %s: %s", self.name, reason)
         self.session.close(reason)
-        with contextlib.suppress(TunnelClosed):
-            await self._flush()
         self._mark_closed(reason)
+        # A peer that stopped reading must not hold the close up.
+        with contextlib.suppress(TunnelClosed, TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self._flush()
         with contextlib.suppress(Exception):
-            await self.channel.close(code, reason[:120])
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.channel.close(code, reason[:120])
         reader = self._reader
         if reader is not None and reader is not asyncio.current_task():
             self._stopping_reader = True
