@@ -33,5 +33,5 @@ type:
 test-e2e: ## Only the tests against real components
 	$(VENV)/pytest -m e2e
 
-bench: ## Benchmarks (none yet: they arrive with the proxy)
-	@echo "no benchmarks yet: benchmarks/ arrives with the agent and proxy issues"
+bench: testenv ## Benchmarks on the real stack (minutes): docs/benchmarks.json, docs/benchmarks.md
+	$(VENV)/python -m benchmarks.reconcile
