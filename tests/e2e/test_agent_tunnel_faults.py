@@ -27,7 +27,7 @@ from kubegate.tunnel.control import SCHEMA_VERSIONS, Desired, Hello
 from kubegate.tunnel.control_stream import CONTROL_PATH, SCHEMA_HEADER, ControlStream
 from kubegate.tunnel.handshake import PROTOCOL_HEADER, VERSION_HEADER
 from kubegate.tunnel.records import RecordKind, encode_record
-from kubegate.tunnel.transport import ChannelClosed, TunnelConnection, TunnelStream
+from kubegate.tunnel.transport import TunnelConnection, TunnelStream
 from tests.fixtures.faults import FaultyRelay
 from tests.fixtures.gateway import Deployment, running_deployment, wait_for
 
@@ -189,28 +189,6 @@ def test_slow_link_still_converges(
 # --- the other direction: a server that misbehaves towards a real agent process -------------
 
 
-class _ServerSideChannel:
-    def __init__(self, websocket: ServerConnection) -> None:
-        self.websocket = websocket
-
-    async def send(self, data: bytes) -> None:
-        try:
-            await self.websocket.send(data)
-        except ConnectionClosed as exc:
-            raise ChannelClosed(str(exc)) from exc
-
-    async def receive(self) -> bytes:
-        try:
-            message = await self.websocket.recv()
-        except ConnectionClosed as exc:
-            raise ChannelClosed(str(exc)) from exc
-        assert isinstance(message, bytes)
-        return message
-
-    async def close(self, code: int, reason: str) -> None:
-        await self.websocket.close(code, reason)
-
-
 @pytest.mark.parametrize("fault", sorted(BAD_RECORDS))
 def test_bad_record_from_the_server_makes_the_agent_reconnect_not_crash(
     tmp_path: Path, kube_credentials: Credentials, fault: str
@@ -220,7 +198,7 @@ def test_bad_record_from_the_server_makes_the_agent_reconnect_not_crash(
 
     async def scenario() -> None:
         async def handler(websocket: ServerConnection) -> None:
-            connection = TunnelConnection(_ServerSideChannel(websocket), client=True)
+            connection = TunnelConnection(WebsocketsChannel(websocket), client=True)
             runner = asyncio.ensure_future(connection.run())
             stream = await connection.open_stream("POST", CONTROL_PATH, ((SCHEMA_HEADER, "1"),))
             control = ControlStream(stream)

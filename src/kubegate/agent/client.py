@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
+from websockets.asyncio.connection import Connection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from kubegate import __version__
@@ -51,9 +52,9 @@ OPEN_TIMEOUT = 10.0
 
 
 class WebsocketsChannel:
-    """A ``websockets`` client connection as the tunnel's ``Channel``."""
+    """A ``websockets`` connection (client or server side) as the tunnel's ``Channel``."""
 
-    def __init__(self, websocket: ClientConnection) -> None:
+    def __init__(self, websocket: Connection) -> None:
         self.websocket = websocket
 
     async def send(self, data: bytes) -> None:

@@ -19,10 +19,8 @@ from enum import Enum
 import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 
 from kubegate.agent.client import WebsocketsChannel
-from kubegate.errors import TunnelProtocolError
 from kubegate.tunnel.session import CONNECTION_WINDOW, PING_INTERVAL, PING_TIMEOUT, STREAM_WINDOW
 from kubegate.tunnel.transport import (
     MAX_MESSAGE,
@@ -40,32 +38,6 @@ pytestmark = pytest.mark.anyio
 # A guard against hangs, not a speed assertion.
 GUARD = 30.0
 CHUNK = 64 * 1024
-
-
-class ServerChannel:
-    """A ``websockets`` server connection as the tunnel's ``Channel`` (mirrors
-    :class:`~kubegate.agent.client.WebsocketsChannel`)."""
-
-    def __init__(self, websocket: ServerConnection) -> None:
-        self.websocket = websocket
-
-    async def send(self, data: bytes) -> None:
-        try:
-            await self.websocket.send(data)
-        except ConnectionClosed as exc:
-            raise ChannelClosed(str(exc)) from exc
-
-    async def receive(self) -> bytes:
-        try:
-            message = await self.websocket.recv()
-        except ConnectionClosed as exc:
-            raise ChannelClosed(str(exc)) from exc
-        if isinstance(message, str):
-            raise TunnelProtocolError("the tunnel carries binary WebSocket messages only")
-        return message
-
-    async def close(self, code: int, reason: str) -> None:
-        await self.websocket.close(code, reason)
 
 
 class Fault(Enum):
@@ -243,7 +215,7 @@ async def tunnel_pair() -> AsyncIterator[TunnelPair]:
     )
 
     async def gateway_side(websocket: ServerConnection) -> None:
-        channel = FaultyChannel(ServerChannel(websocket))
+        channel = FaultyChannel(WebsocketsChannel(websocket))
         connection = TunnelConnection(channel, client=True, name="gateway")
         runner = asyncio.create_task(connection.run())
         gateway_ready.set_result((connection, channel, runner))
