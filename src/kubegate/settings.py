@@ -6,11 +6,12 @@ Every field is documented in ``docs/configuration.md``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -62,6 +63,47 @@ class Settings(BaseSettings):
     session_ttl_seconds: int = Field(
         default=12 * 3600, gt=0, description="Lifetime of a portal session cookie."
     )
+    kube_token_ttl_seconds: int = Field(
+        default=900,
+        gt=0,
+        le=86400,
+        description="Lifetime of a kube token (the bearer kubectl sends to the proxy).",
+    )
+    kube_token_mints_per_minute: int = Field(
+        default=60,
+        gt=0,
+        description="Kube tokens one user may mint per minute (per server process); the "
+        "burst equals this number, refilled evenly over the minute.",
+    )
+    proxy_port: int = Field(
+        default=6443,
+        ge=0,
+        le=65535,
+        description="Port of the Kubernetes API proxy's own listener (same host and TLS as "
+        "the API).",
+    )
+    proxy_public_url: str | None = Field(
+        default=None,
+        description="The proxy's base URL written into kubeconfigs; unset means "
+        "https://<first tls_hosts entry>:<proxy_port> (http:// when tls is false).",
+    )
+    proxy_requests_per_second: float = Field(
+        default=50.0,
+        gt=0,
+        description="Requests per second one identity may send through the proxy (sustained rate).",
+    )
+    proxy_request_burst: int = Field(
+        default=100,
+        ge=1,
+        description="Requests one identity may send through the proxy at once, before "
+        "proxy_requests_per_second applies.",
+    )
+    proxy_max_watches: int = Field(
+        default=100, ge=1, description="Open watches (and `logs -f`) per identity."
+    )
+    proxy_max_streams: int = Field(
+        default=20, ge=1, description="Open exec, attach and port-forward streams per identity."
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Largest request body the API accepts."
     )
@@ -76,6 +118,33 @@ class Settings(BaseSettings):
         description="Password for that admin; unset means a random one printed once.",
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
+
+    @field_validator("proxy_public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://kube.example.com")
+        return value
+
+    def proxy_url(self, *, bound_port: int | None = None) -> str:
+        """The Kubernetes API proxy's base URL as clients reach it, without a trailing slash:
+        ``proxy_public_url``, else ``https://<first tls_hosts entry>:<proxy_port>`` (``http``
+        when ``tls`` is false; an IPv6 address in brackets).
+
+        ``bound_port`` is the port the running proxy listens on: it stands in for a
+        ``proxy_port`` of 0 (a free port picked at start, as tests do).
+        """
+        if self.proxy_public_url:
+            return self.proxy_public_url.rstrip("/")
+        host = self.tls_hosts[0] if self.tls_hosts else "localhost"
+        try:
+            if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
+                host = f"[{host}]"
+        except ValueError:
+            pass  # a DNS name, or an address already in brackets
+        scheme = "https" if self.tls else "http"
+        port = bound_port if self.proxy_port == 0 and bound_port else self.proxy_port
+        return f"{scheme}://{host}:{port}"
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:

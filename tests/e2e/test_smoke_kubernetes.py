@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import queue
 import re
 import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -16,48 +14,9 @@ from lightkube import Client
 from lightkube.resources.rbac_authorization_v1 import RoleBinding
 
 from kubegate.testenv.controlplane import Credentials
-from tests.fixtures.kube import Kubectl, MakePod
+from tests.fixtures.kube import Kubectl, LineReader, MakePod, stop
 
 pytestmark = pytest.mark.e2e
-
-
-class LineReader:
-    """Reads a child's stdout on a thread so a test can wait for a line with a deadline."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        self._stream = proc.stdout
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        for line in self._stream:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, pattern: str, timeout: float = 30) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        seen = []
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            seen.append(line)
-            if match := re.search(pattern, line):
-                return match
-        raise AssertionError(f"no line matching {pattern!r} within {timeout} s; saw {seen}")
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
 
 
 def test_kubectl_get_shows_the_running_kwok_pod(

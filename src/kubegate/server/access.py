@@ -12,7 +12,7 @@ cluster of another organisation answers 404, never 403, so its existence does no
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 from fastapi import Depends
 from sqlalchemy import delete, func, select, update
@@ -31,31 +31,25 @@ from kubegate.domain.access import (
     require_admin,
     require_cluster_access_supported,
 )
-from kubegate.errors import KubegateError, NotFound, ValidationFailed
+from kubegate.errors import NotFound, ValidationFailed
 from kubegate.server.audit import failures_recorded, record
 from kubegate.server.deps import ApiCaller, Db, PortalCaller, Principal, State
+from kubegate.server.kube_tokens import IssuedKubeconfig, Issuer, KubeTokenIssuer, MintedToken
 from kubegate.server.pagination import PageRequest, encode_cursor, next_cursor, paginate
 from kubegate.server.routers.auth import user_out
 from kubegate.server.routers.clusters import get_cluster
 from kubegate.server.schemas import Page
-from kubegate.server.schemas.access import Capabilities, GrantCreate, GrantOut, RevokeAllResult
+from kubegate.server.schemas.access import (
+    Capabilities,
+    GrantCreate,
+    GrantOut,
+    KubeTokenRequest,
+    RevokeAllResult,
+)
 from kubegate.server.schemas.auth import UserOut
 from kubegate.server.tunnels import TunnelRegistry
 from kubegate.settings import Settings
 from kubegate.storage.models import Cluster, Grant, Membership, User, utcnow
-
-KUBECONFIG_NOT_YET = "kubeconfig download arrives with the Kubernetes API proxy"
-
-
-class NotYetAvailable(KubegateError):
-    """A Cluster Access feature that ships with a later part of kubegate (501).
-
-    Local until a second user needs it; then it belongs in ``errors.py``.
-    """
-
-    status = 501
-    code = "not_implemented"
-    reason = "NotImplemented"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +99,8 @@ class ClusterAccess:
     """Grants on one organisation's clusters, as seen and changed by one caller.
 
     Built per request from the caller, the request's database session, the session factory
-    (for auditing refused attempts apart from the rolled-back transaction) and the settings.
+    (for auditing refused attempts apart from the rolled-back transaction), the settings, the
+    connected agents and the kube token issuer.
     """
 
     def __init__(
@@ -115,12 +110,14 @@ class ClusterAccess:
         settings: Settings,
         caller: Principal,
         tunnels: TunnelRegistry,
+        issuer: KubeTokenIssuer,
     ) -> None:
         self.db = db
         self.sessions = sessions
         self.settings = settings
         self.caller = caller
         self.tunnels = tunnels
+        self.issuer = issuer
 
     async def _cluster(self, cluster_id: str) -> Cluster:
         """The caller's organisation's cluster (404 otherwise)."""
@@ -392,23 +389,35 @@ class ClusterAccess:
         self.tunnels.desired_changed(cluster_id)
         return RevokeAllResult(grants_removed=len(removed), token_epoch=epoch)
 
-    async def kubeconfig(self, cluster_id: str) -> NoReturn:
-        """A kubeconfig for the cluster: not available until the Kubernetes API proxy exists.
+    async def mint_token(self, cluster_id: str, body: KubeTokenRequest | None) -> MintedToken:
+        """A kube token for the caller on the cluster: they need a grant on it (any status;
+        admins too). :meth:`KubeTokenIssuer.mint` has the checks, in order."""
+        ttl_seconds = body.ttl_seconds if body else None
+        return await self.issuer.mint(
+            self.db,
+            self.sessions,
+            self.caller,
+            cluster_id,
+            ttl_seconds=ttl_seconds,
+            via="k8s-token",
+        )
 
-        The cluster is still looked up first, so another organisation's cluster stays 404.
-        """
-        await self._supported_cluster(cluster_id)
-        raise NotYetAvailable(KUBECONFIG_NOT_YET, details={"cluster_id": cluster_id})
+    async def kubeconfig(self, cluster_id: str) -> IssuedKubeconfig:
+        """A complete kubeconfig for the cluster with a freshly minted kube token (the same
+        checks and rate limit as :meth:`mint_token`)."""
+        return await self.issuer.kubeconfig(self.db, self.sessions, self.caller, cluster_id)
 
 
-def api_cluster_access(caller: ApiCaller, db: Db, state: State) -> ClusterAccess:
+def api_cluster_access(caller: ApiCaller, db: Db, state: State, issuer: Issuer) -> ClusterAccess:
     """FastAPI dependency: Cluster Access for a bearer-token caller."""
-    return ClusterAccess(db, state.sessions, state.settings, caller, state.tunnels)
+    return ClusterAccess(db, state.sessions, state.settings, caller, state.tunnels, issuer)
 
 
-def portal_cluster_access(caller: PortalCaller, db: Db, state: State) -> ClusterAccess:
+def portal_cluster_access(
+    caller: PortalCaller, db: Db, state: State, issuer: Issuer
+) -> ClusterAccess:
     """FastAPI dependency: Cluster Access for a portal session (writes checked for CSRF)."""
-    return ClusterAccess(db, state.sessions, state.settings, caller, state.tunnels)
+    return ClusterAccess(db, state.sessions, state.settings, caller, state.tunnels, issuer)
 
 
 ApiAccess = Annotated[ClusterAccess, Depends(api_cluster_access)]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -9,6 +12,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from kubegate import __version__
+from kubegate.proxy.audit import AuditTrail
+from kubegate.proxy.authority import Authority
+from kubegate.proxy.forward import Forwarder
+from kubegate.proxy.server import ProxyServer, proxy_tls_context
 from kubegate.server import handlers
 from kubegate.server.bootstrap import Announce, bootstrap
 from kubegate.server.middleware import AccessLog, BodyLimit
@@ -23,6 +30,7 @@ from kubegate.server.routers import (
     users,
 )
 from kubegate.server.state import AppState
+from kubegate.server.tls import ensure_serving_tls
 from kubegate.server.tunnels import TunnelRegistry
 from kubegate.settings import Settings
 from kubegate.storage.engine import create_engine, database_url, session_factory
@@ -43,13 +51,36 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
             await upgrade(engine)
             sessions = session_factory(engine)
             tunnels = TunnelRegistry(sessions)
-            state = AppState(settings=settings, engine=engine, sessions=sessions, tunnels=tunnels)
+            authority = Authority(sessions)
+            tunnels.on_access_changed(authority.cluster_changed)
+            audit = AuditTrail(sessions)
+            proxy = ProxyServer(
+                Forwarder(settings=settings, authority=authority, tunnels=tunnels, audit=audit),
+                host=settings.host,
+                port=settings.proxy_port,
+                tls=_proxy_tls(settings),
+            )
+            state = AppState(
+                settings=settings,
+                engine=engine,
+                sessions=sessions,
+                tunnels=tunnels,
+                authority=authority,
+                proxy=proxy,
+            )
             await bootstrap(state.sessions, settings, announce)
             app.state.kubegate = state
+            await proxy.start()
+            audit_task = asyncio.create_task(audit.run(), name="proxy audit")
             try:
                 yield
             finally:
+                await proxy.close()
                 await tunnels.close_all("the server is shutting down")
+                await authority.close()
+                audit_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await audit_task
         finally:
             await engine.dispose()
 
@@ -74,6 +105,14 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.include_router(portal.router)
     app.include_router(agent.router)
     return app
+
+
+def _proxy_tls(settings: Settings) -> ssl.SSLContext | None:
+    """The proxy serves the API's certificate (the CA every kubeconfig embeds)."""
+    if not settings.tls:
+        return None
+    tls = ensure_serving_tls(settings)
+    return proxy_tls_context(str(tls.cert_file), str(tls.key_file))
 
 
 def uvicorn_options() -> dict[str, Any]:

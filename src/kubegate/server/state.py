@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from kubegate.server.tunnels import TunnelRegistry
 from kubegate.settings import Settings
+
+if TYPE_CHECKING:
+    from kubegate.proxy.authority import Authority
+    from kubegate.proxy.server import ProxyServer
 
 
 @dataclass
@@ -19,3 +23,5 @@ class AppState:
     engine: AsyncEngine
     sessions: async_sessionmaker[Any]
     tunnels: TunnelRegistry
+    authority: Authority
+    proxy: ProxyServer

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -92,6 +93,7 @@ class TunnelRegistry:
     def __init__(self, sessions: async_sessionmaker[Any]) -> None:
         self._sessions = sessions
         self._links: dict[str, AgentLink] = {}
+        self._access_listeners: list[Callable[[str], None]] = []
 
     def is_online(self, cluster_id: str) -> bool:
         return cluster_id in self._links
@@ -99,10 +101,18 @@ class TunnelRegistry:
     def link(self, cluster_id: str) -> AgentLink | None:
         return self._links.get(cluster_id)
 
+    def on_access_changed(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(cluster_id)`` after every committed change of a cluster's grants or
+        token epoch (the proxy drops what it cached about the cluster)."""
+        self._access_listeners.append(listener)
+
     def desired_changed(self, cluster_id: str) -> None:
-        """A grant of the cluster changed: its agent gets the new desired set soon."""
+        """A grant of the cluster changed (committed): its agent gets the new desired set
+        soon, and the access listeners hear of it at once."""
         if (link := self._links.get(cluster_id)) is not None:
             link.changed.set()
+        for listener in self._access_listeners:
+            listener(cluster_id)
 
     async def disconnect(self, cluster_id: str, reason: str) -> None:
         """Close the cluster's tunnel (e.g. the cluster was deleted)."""

@@ -167,6 +167,28 @@ class ApiToken(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
+class KubeToken(Base):
+    """A short-lived bearer token for the Kubernetes API proxy; only its SHA-256 is stored."""
+
+    __tablename__ = "kube_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    cluster_id: Mapped[str] = mapped_column(
+        ForeignKey("clusters.id", ondelete="CASCADE"), index=True
+    )
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # The cluster's token_epoch when minted: revoke-all bumps it, voiding older tokens.
+    token_epoch: Mapped[int] = mapped_column(Integer)
+    # Access keys arrive later; None = minted by a person's login token.
+    access_key_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    # Access-key scope (kubegate.proxy.scope.AccessScope.to_json()); None = unrestricted.
+    scope: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
 class AuditEvent(Base):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_org_time", "org_id", "created_at"),)

@@ -23,6 +23,8 @@ class GatewayServer:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"https://127.0.0.1:{self.port}"
+        self.proxy_port = free_port()
+        self.proxy_url = f"https://127.0.0.1:{self.proxy_port}"
         self.admin_password = secrets.token_urlsafe(12)
         self._process: ManagedProcess | None = None
 
@@ -41,6 +43,7 @@ class GatewayServer:
             KUBEGATE_DATA_DIR=str(self.data_dir),
             KUBEGATE_BOOTSTRAP_ADMIN_EMAIL=self.admin_email,
             KUBEGATE_BOOTSTRAP_ADMIN_PASSWORD=self.admin_password,
+            KUBEGATE_PROXY_PORT=str(self.proxy_port),
         )
         self._process = ManagedProcess(
             "kubegate-server",

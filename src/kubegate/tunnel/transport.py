@@ -83,6 +83,7 @@ class TunnelStream:
         self._ended = False
         self._error: KubegateError | None = None
         self._readable = asyncio.Event()
+        self._dead = asyncio.Event()
         self._response: asyncio.Future[h2s.ResponseReceived] = (
             asyncio.get_running_loop().create_future()
         )
@@ -122,12 +123,23 @@ class TunnelStream:
     def _on_error(self, error: KubegateError) -> None:
         if self._error is None:
             self._error = error
+        self._dead.set()
         if not self._response.done():
             self._response.set_exception(error)
             self._response.exception()  # retrieved: no "never retrieved" warning
         self._readable.set()
 
     # -- used by the application ------------------------------------------------------
+
+    @property
+    def is_dead(self) -> bool:
+        """The stream was reset (by either side) or its tunnel closed."""
+        return self._dead.is_set()
+
+    async def wait_dead(self) -> None:
+        """Wait until the stream is reset or its tunnel closes (a relay blocked on the other
+        side uses this to notice that nobody is listening any more)."""
+        await self._dead.wait()
 
     async def response(self) -> h2s.ResponseReceived:
         """Gateway: wait for the response head."""

@@ -21,6 +21,7 @@ TABLES = {
     "grants",
     "api_tokens",
     "audit_events",
+    "kube_tokens",
 }
 
 

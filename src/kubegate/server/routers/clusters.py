@@ -145,5 +145,6 @@ async def delete_cluster(cluster_id: str, caller: ApiCaller, db: Db, state: Stat
             cluster_id=cluster_id,
             detail={"name": cluster.name},
         )
+    state.tunnels.desired_changed(cluster_id)  # the proxy forgets the cluster's tokens
     await state.tunnels.disconnect(cluster_id, "the cluster was deleted")
     return Response(status_code=204)

@@ -1,4 +1,5 @@
-"""Cluster Access on the REST API: grants and revoke-all for bearer-token callers.
+"""Cluster Access on the REST API: grants, revoke-all, kube tokens and kubeconfigs for
+bearer-token callers.
 
 The operations live in ``server/access.py``, shared with the portal; these routes only
 authenticate, shape the HTTP answer and document it. Every route 404s while the access
@@ -13,16 +14,33 @@ from fastapi import APIRouter, Depends, Response
 
 from kubegate.server.access import ApiAccess
 from kubegate.server.deps import Gateway, error_responses
+from kubegate.server.kube_tokens import (
+    NO_STORE,
+    YamlResponse,
+    kubeconfig_response,
+    kubeconfig_responses,
+)
 from kubegate.server.pagination import PageRequest, page_request
 from kubegate.server.schemas import Page
-from kubegate.server.schemas.access import GrantCreate, GrantOut, RevokeAllResult
+from kubegate.server.schemas.access import (
+    GrantCreate,
+    GrantOut,
+    KubeTokenOut,
+    KubeTokenRequest,
+    RevokeAllResult,
+)
 
-router = APIRouter(
-    prefix="/api/v1/clusters/{cluster_id}/access", tags=["access"], dependencies=[Gateway]
+router = APIRouter(prefix="/api/v1/clusters/{cluster_id}", tags=["access"], dependencies=[Gateway])
+access = APIRouter(prefix="/access")
+
+_NO_ACCESS = (
+    '403 when the caller holds no grant on the cluster ("You do not have access to this '
+    'cluster"; admins need a grant too), 409 for a sandbox cluster, 429 with Retry-After '
+    "when the caller mints too fast (kube_token_mints_per_minute)."
 )
 
 
-@router.get(
+@access.get(
     "/grants",
     summary="Grants on a cluster with their status (admins: all; members: their own)",
     responses=error_responses(400, 401, 404, 409, 422),
@@ -33,7 +51,7 @@ async def list_grants(
     return await access.grants(cluster_id, page)
 
 
-@router.post(
+@access.post(
     "/grants",
     status_code=201,
     summary="Grant a member a role on the cluster or one namespace (admin)",
@@ -53,7 +71,7 @@ async def create_grant(
     return result.grant
 
 
-@router.delete(
+@access.delete(
     "/grants/{grant_id}",
     status_code=204,
     summary="Delete a grant (admin)",
@@ -64,10 +82,52 @@ async def delete_grant(cluster_id: str, grant_id: str, access: ApiAccess) -> Res
     return Response(status_code=204)
 
 
-@router.post(
+@access.post(
     "/revoke-all",
     summary="Delete every grant on the cluster and void every kube token for it (admin)",
     responses=error_responses(401, 403, 404, 409),
 )
 async def revoke_all(cluster_id: str, access: ApiAccess) -> RevokeAllResult:
     return await access.revoke_all(cluster_id)
+
+
+@router.post(
+    "/k8s-token",
+    summary="Mint a short-lived kube token for the Kubernetes API proxy",
+    description="For the kubectl exec plugin: token and expires_at are an ExecCredential's "
+    "status.token and status.expirationTimestamp. Needs a grant on the cluster, whatever its "
+    "status (kubectl gets Forbidden until the grant is applied). The body may be omitted; "
+    "ttl_seconds can only shorten the server's lifetime. " + _NO_ACCESS,
+    responses=error_responses(401, 403, 404, 409, 422, 429),
+)
+async def mint_kube_token(
+    cluster_id: str,
+    access: ApiAccess,
+    response: Response,
+    body: KubeTokenRequest | None = None,
+) -> KubeTokenOut:
+    minted = await access.mint_token(cluster_id, body)
+    response.headers.update(NO_STORE)
+    return KubeTokenOut(
+        token=minted.token,
+        expires_at=minted.expires_at,
+        cluster_id=minted.cluster_id,
+        server=minted.server,
+    )
+
+
+@router.post(
+    "/kubeconfig",
+    summary="A complete kubeconfig for the cluster, with a short-lived kube token embedded",
+    description="Mints a kube token exactly as /k8s-token does (same checks, same rate "
+    "limit) and answers a kubeconfig (YAML) whose cluster, user and context are named "
+    "kubegate-<cluster name>, with the context current and the gateway's CA embedded when "
+    "TLS is on. " + _NO_ACCESS,
+    response_class=YamlResponse,
+    responses=kubeconfig_responses(401, 403, 404, 409, 429),
+)
+async def kubeconfig(cluster_id: str, access: ApiAccess) -> YamlResponse:
+    return kubeconfig_response(await access.kubeconfig(cluster_id))
+
+
+router.include_router(access)

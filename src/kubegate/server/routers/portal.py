@@ -24,6 +24,7 @@ from kubegate.server.deps import (
     State,
     error_responses,
 )
+from kubegate.server.kube_tokens import YamlResponse, kubeconfig_response, kubeconfig_responses
 from kubegate.server.pagination import PageRequest, page_request
 from kubegate.server.routers.auth import check_password, user_out
 from kubegate.server.schemas import Page
@@ -162,11 +163,15 @@ async def revoke_all(cluster_id: str, cluster_access: PortalAccess) -> RevokeAll
 
 @access.post(
     "/kubeconfig",
-    summary="Download a kubeconfig for the cluster (not available yet: 501)",
-    responses=error_responses(401, 403, 404, 409, 501),
+    summary="Download a kubeconfig for the cluster, with a short-lived kube token (CSRF)",
+    description="The same kubeconfig, checks and rate limit as POST "
+    "/api/v1/clusters/{cluster_id}/kubeconfig: 403 without a grant on the cluster (admins "
+    "included), 409 for a sandbox cluster, 429 with Retry-After when minting too fast.",
+    response_class=YamlResponse,
+    responses=kubeconfig_responses(401, 403, 404, 409, 429),
 )
-async def kubeconfig(cluster_id: str, cluster_access: PortalAccess) -> None:
-    await cluster_access.kubeconfig(cluster_id)
+async def kubeconfig(cluster_id: str, cluster_access: PortalAccess) -> YamlResponse:
+    return kubeconfig_response(await cluster_access.kubeconfig(cluster_id))
 
 
 router.include_router(access)

@@ -202,6 +202,9 @@ async def update_user(
                     **({"tokens_revoked": revoked} if revoked is not None else {}),
                 },
             )
+    if revoked is not None:
+        # Committed: the proxy forgets the member's kube tokens and closes their streams.
+        state.authority.user_changed(user.id)
     return member_out(user, membership)
 
 

@@ -84,3 +84,30 @@ class Capabilities(BaseModel):
     reason: str | None = Field(
         default=None, description="Why Cluster Access is not enabled, when it is not."
     )
+
+
+class KubeTokenRequest(Strict):
+    """Options for a kube token; the body may be omitted or ``{}``."""
+
+    ttl_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=86400,
+        description="A shorter lifetime than the server's (kube_token_ttl_seconds, default "
+        "900): at least 60 and at most that setting. Omitted: the server's lifetime.",
+    )
+
+
+class KubeTokenOut(BaseModel):
+    """A kube token: the bearer kubectl sends to the Kubernetes API proxy.
+
+    Shaped for an ExecCredential: ``token`` is ``status.token`` and ``expires_at`` is
+    ``status.expirationTimestamp``. Shown only here; kubegate keeps only its SHA-256.
+    """
+
+    token: str = Field(description="The bearer token (kg_kube_…); keep it secret.")
+    expires_at: dt.datetime = Field(
+        description="When the token stops working (RFC 3339, UTC, whole seconds)."
+    )
+    cluster_id: str
+    server: str = Field(description="The cluster's URL on the Kubernetes API proxy.")

@@ -1,0 +1,1 @@
+"""The Kubernetes API proxy: kubectl's requests, authenticated and relayed over the tunnel."""

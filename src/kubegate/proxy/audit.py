@@ -1,0 +1,106 @@
+"""Audit events for proxied requests, written in batches off the hot path.
+
+Every proxied request (and every refusal) becomes an ``AuditEvent`` row with action
+``kube.request``: identity, cluster, verb, resource, namespace, name, status, bytes and
+duration; exec and attach sessions also carry their command. Requests only append to a
+bounded in-memory queue; a background task inserts what has gathered every
+:data:`FLUSH_INTERVAL` seconds in one statement. If the database stays down longer than the
+queue lasts, the oldest events are dropped and the loss is logged with a count (the proxy
+keeps serving: refusing kubectl because the audit store is slow would turn an outage of the
+database into an outage of every cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from kubegate.storage.models import AuditEvent, new_id, utcnow
+
+log = logging.getLogger(__name__)
+
+ACTION = "kube.request"
+FLUSH_INTERVAL = 1.0
+MAX_PENDING = 50_000
+MAX_BATCH = 5_000
+
+
+class AuditTrail:
+    """A bounded queue of proxy audit events and the task that writes them."""
+
+    def __init__(self, sessions: async_sessionmaker[Any], *, max_pending: int = MAX_PENDING):
+        self._sessions = sessions
+        self._pending: deque[dict[str, Any]] = deque()
+        self._max_pending = max_pending
+        self._dropped = 0
+        self._wake = asyncio.Event()
+
+    def add(
+        self,
+        *,
+        org_id: str | None,
+        user_id: str | None,
+        email: str,
+        cluster_id: str | None,
+        status: int,
+        detail: dict[str, Any],
+    ) -> None:
+        """Queue one event (never blocks, never raises)."""
+        if len(self._pending) >= self._max_pending:
+            self._pending.popleft()
+            self._dropped += 1
+        self._pending.append(
+            {
+                "id": new_id(),
+                "org_id": org_id,
+                "actor_user_id": user_id,
+                "actor_email": email,
+                "action": ACTION,
+                "target_type": "kube",
+                "target_id": str(detail.get("resource", ""))[:64],
+                "cluster_id": cluster_id,
+                "result": "success" if status < 400 else "failure",
+                "detail": {**detail, "status": status},
+                "created_at": utcnow(),
+            }
+        )
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def flush(self) -> None:
+        """Write everything queued so far (in batches)."""
+        while self._pending:
+            batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
+            try:
+                async with self._sessions() as session, session.begin():
+                    await session.execute(insert(AuditEvent), batch)
+            except SQLAlchemyError as exc:
+                # Put them back (oldest first) and try again next round.
+                self._pending.extendleft(reversed(batch))
+                while len(self._pending) > self._max_pending:
+                    self._pending.popleft()
+                    self._dropped += 1
+                log.warning("cannot write proxy audit events yet: %s", type(exc).__name__)
+                return
+        if self._dropped:
+            log.error("dropped %d proxy audit events while the database was down", self._dropped)
+            self._dropped = 0
+
+    async def run(self) -> None:
+        """Flush every :data:`FLUSH_INTERVAL` seconds until cancelled, then once more."""
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_INTERVAL)
+                await self.flush()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.flush())

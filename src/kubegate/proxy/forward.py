@@ -1,0 +1,437 @@
+"""One kubectl request through the proxy: admit it, relay it over the tunnel, audit it.
+
+Admission is memory only (:class:`~kubegate.proxy.authority.Authority`): the token, the
+request's RequestInfo, any access-key scope, the identity's rate and concurrency limits and
+whether the cluster's agent is connected. A refused request gets a Kubernetes ``Status``.
+
+The relay streams both ways without holding a whole body: the request body goes to the
+tunnel stream as it arrives (each send waits for HTTP/2 window), the response goes to the
+socket chunk by chunk (each write waits for the socket to drain), so a slow side slows the
+other instead of filling memory. After a ``101`` the connection's raw bytes are relayed both
+ways until the upstream ends it. kubectl going away resets the stream (the agent cancels the
+upstream request); revocation cancels the exchange the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import h11
+
+from kubegate.errors import (
+    KubegateError,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Unauthenticated,
+    Unavailable,
+)
+from kubegate.proxy.audit import AuditTrail
+from kubegate.proxy.authority import NO_ACCESS, Authority, Identity
+from kubegate.proxy.headers import bearer_token, clean_request_headers
+from kubegate.proxy.limits import Concurrency, RateLimiter, retry_after
+from kubegate.proxy.request import RequestInfo, is_long_running, parse_request_info, split_target
+from kubegate.proxy.status import status_response
+from kubegate.server.tunnels import TunnelRegistry
+from kubegate.settings import Settings
+from kubegate.tunnel.exchange import decode_response, tunnel_request_headers
+from kubegate.tunnel.transport import StreamCancelled, TunnelClosed, TunnelStream
+
+if TYPE_CHECKING:
+    from kubegate.proxy.server import ClientConnection
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+STREAMING_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
+_FORWARDING = frozenset({"x-forwarded-for", "forwarded", "x-real-ip"})
+
+
+class BadGateway(KubegateError):
+    """The agent or the tunnel failed while relaying."""
+
+    status = 502
+    code = "bad_gateway"
+    reason = "InternalError"
+
+
+@dataclass
+class _Outcome:
+    """What the audit event says about one exchange."""
+
+    started: float
+    method: str
+    path: str
+    status: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    info: RequestInfo | None = None
+    identity: Identity | None = None
+    cluster_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Forwarder:
+    """Admits and relays requests; holds the per-identity limits."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        authority: Authority,
+        tunnels: TunnelRegistry,
+        audit: AuditTrail,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.authority = authority
+        self.tunnels = tunnels
+        self.audit = audit
+        self._clock = clock
+        self.rate = RateLimiter(settings.proxy_requests_per_second, settings.proxy_request_burst)
+        self.watches = Concurrency(settings.proxy_max_watches)
+        self.streams = Concurrency(settings.proxy_max_streams)
+
+    async def exchange(self, conn: ClientConnection, request: h11.Request) -> bool:
+        """Serve one request; answers whether the connection may carry another."""
+        method = request.method.decode("ascii", "replace")
+        outcome = _Outcome(self._clock(), method, request.target.decode("ascii", "replace"))
+        release: Concurrency | None = None
+        try:
+            try:
+                admitted = await self._admit(request, method, outcome)
+            except KubegateError as exc:
+                return await self._refuse(conn, exc, outcome)
+            identity, info, clean_headers, upgrade, target, cluster_name, kind = admitted
+            # The apiserver's audit log gets kubectl's real address, not one it claims.
+            clean_headers = [h for h in clean_headers if h[0] not in _FORWARDING]
+            clean_headers.append(("x-forwarded-for", conn.peer.rsplit(":", 1)[0]))
+            if kind is not None:
+                release = self.streams if kind == "stream" else self.watches
+            return await self._relay(
+                conn, request, outcome, identity, clean_headers, upgrade, target, cluster_name
+            )
+        finally:
+            if release is not None and outcome.identity is not None:
+                release.release(outcome.identity.key)
+            self._audit(outcome)
+
+    # -- admission -------------------------------------------------------------------
+
+    async def _admit(
+        self, request: h11.Request, method: str, outcome: _Outcome
+    ) -> tuple[Identity, RequestInfo, list[tuple[str, str]], str | None, str, str, str | None]:
+        target = split_target(request.target)
+        outcome.path = target.path
+        if not self.settings.gateway_enabled:
+            raise NotFound("the kubegate access gateway is disabled")
+        clean = clean_request_headers(request.headers)
+        token = bearer_token(request.headers)
+        if token is None:
+            raise Unauthenticated(
+                "no kube token: use a kubeconfig from kubegate (it carries a bearer token)"
+            )
+        identity, view = await self.authority.authorize(token, target.cluster_id)
+        outcome.identity = identity
+        outcome.cluster_id = target.cluster_id
+        info = parse_request_info(
+            method, target.path, target.query, upgrade=clean.upgrade is not None
+        )
+        outcome.info = info
+        if info.subresource in ("exec", "attach"):
+            outcome.extra["command"] = parse_qs(target.query).get("command", [])
+        if identity.scope is not None and not identity.scope.allows(info):
+            raise PermissionDenied(
+                f"{NO_ACCESS}: the access key's scope does not allow {info.verb} "
+                f"{info.resource or info.path}",
+            )
+        now = self._clock()
+        wait = self.rate.take(identity.key, now)
+        if wait > 0:
+            seconds = retry_after(wait)
+            raise RateLimited(
+                f"too many requests through kubegate; try again in {seconds} s", retry_after=seconds
+            )
+        kind: str | None = None
+        if clean.upgrade is not None and info.subresource in STREAMING_SUBRESOURCES:
+            kind = "stream"
+        elif is_long_running(info, target.query) is not None:
+            kind = "watch"
+        if kind is not None:
+            limit = self.streams if kind == "stream" else self.watches
+            if not limit.acquire(identity.key):
+                what = "exec/attach/port-forward streams" if kind == "stream" else "watches"
+                raise RateLimited(
+                    f"too many open {what} ({limit.limit}); close some and try again",
+                    retry_after=1,
+                )
+        if self.tunnels.link(target.cluster_id) is None:
+            if kind is not None:
+                (self.streams if kind == "stream" else self.watches).release(identity.key)
+            raise Unavailable(
+                f"cluster {view.name} is offline: its kubegate agent is not connected"
+            )
+        return (
+            identity,
+            info,
+            list(clean.headers),
+            clean.upgrade,
+            target.target,
+            view.name,
+            kind,
+        )
+
+    async def _refuse(
+        self, conn: ClientConnection, error: KubegateError, outcome: _Outcome
+    ) -> bool:
+        answer = status_response(error)
+        outcome.status = answer.status
+        outcome.extra["error"] = error.message
+        headers = [(k.encode(), v.encode()) for k, v in answer.headers]
+        if conn.h11.our_state is not h11.SEND_RESPONSE:
+            return False
+        await conn.send(h11.Response(status_code=answer.status, headers=headers))
+        await conn.send(h11.Data(data=answer.body))
+        await conn.send(h11.EndOfMessage())
+        # Keep the connection only if the request had no body left unread.
+        event = conn.h11.next_event()
+        return isinstance(event, h11.EndOfMessage) or conn.h11.their_state is h11.DONE
+
+    # -- relay -------------------------------------------------------------------------
+
+    async def _relay(
+        self,
+        conn: ClientConnection,
+        request: h11.Request,
+        outcome: _Outcome,
+        identity: Identity,
+        headers: list[tuple[str, str]],
+        upgrade: str | None,
+        target: str,
+        cluster_name: str,
+    ) -> bool:
+        has_body = _has_body(request)
+        link = self.tunnels.link(identity.cluster_id)
+        if link is None:
+            return await self._refuse(
+                conn, Unavailable(f"cluster {cluster_name} is offline"), outcome
+            )
+        if not has_body:
+            event = conn.h11.next_event()
+            if not isinstance(event, h11.EndOfMessage):  # pragma: no cover - h11 guarantees
+                return False
+        try:
+            stream = await link.connection.open_stream(
+                outcome.method,
+                target,
+                tuple(tunnel_request_headers(headers, user=identity.email, upgrade=upgrade)),
+                end_stream=not has_body,
+            )
+        except (TunnelClosed, KubegateError) as exc:
+            return await self._refuse(
+                conn, Unavailable(f"cluster {cluster_name} is offline: {exc}"), outcome
+            )
+        reason: list[str] = []
+
+        def cancel(why: str) -> None:
+            # ``relay`` is bound below, before any task that calls this can run.
+            if not reason and not relay.done():
+                reason.append(why)
+                relay.cancel()
+
+        pump = asyncio.ensure_future(self._pump_client(conn, stream, outcome, has_body, cancel))
+        relay = asyncio.ensure_future(self._relay_stream(conn, stream, outcome, pump))
+        try:
+            with self.authority.registered(identity, "exchange", cancel):
+                return await relay
+        except asyncio.CancelledError:
+            if not reason:
+                raise  # the server is shutting down
+            outcome.extra["closed"] = reason[0]
+            await stream.cancel()
+            if outcome.status == 0:
+                outcome.status = 499  # the client went away before an answer
+            return False
+        finally:
+            if not pump.done():
+                pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+
+    async def _relay_stream(
+        self,
+        conn: ClientConnection,
+        stream: TunnelStream,
+        outcome: _Outcome,
+        pump: asyncio.Future[None],
+    ) -> bool:
+        """Tunnel → client: the response head and body (or the upgraded connection)."""
+        head_sent = False
+        try:
+            response = decode_response(*_head(await stream.response()))
+            if response.upgrade is not None:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+                head_sent = True
+                return await self._relay_upgraded(conn, stream, response, outcome)
+            outcome.status = response.status
+            await conn.send(
+                h11.Response(
+                    status_code=response.status,
+                    headers=[(k.encode(), v.encode()) for k, v in response.headers],
+                )
+            )
+            head_sent = True
+            while chunk := await stream.receive():
+                outcome.bytes_out += len(chunk)
+                await conn.send(h11.Data(data=chunk))
+            await conn.send(h11.EndOfMessage())
+            return True
+        except (StreamCancelled, TunnelClosed) as exc:
+            await stream.cancel()
+            if not head_sent:
+                return await self._refuse(
+                    conn, BadGateway(f"the agent failed the request: {exc}"), outcome
+                )
+            outcome.extra["closed"] = "the agent ended the stream early"
+            return False
+        except KubegateError as exc:  # the agent broke the exchange protocol
+            await stream.cancel()
+            if not head_sent:
+                return await self._refuse(conn, BadGateway(str(exc)), outcome)
+            return False
+        except (h11.LocalProtocolError, ConnectionError) as exc:
+            await stream.cancel()
+            outcome.extra["closed"] = f"client connection: {type(exc).__name__}"
+            return False
+
+    async def _pump_client(
+        self,
+        conn: ClientConnection,
+        stream: TunnelStream,
+        outcome: _Outcome,
+        has_body: bool,
+        cancel: Any,
+    ) -> None:
+        """Client → tunnel: the request body, then watch for kubectl going away."""
+        try:
+            if has_body:
+                while True:
+                    event = await conn.next_event()
+                    if isinstance(event, h11.Data):
+                        outcome.bytes_in += len(event.data)
+                        await stream.send(bytes(event.data))
+                    elif isinstance(event, h11.EndOfMessage):
+                        await stream.end()
+                        break
+                    else:
+                        cancel("kubectl closed the connection mid-request")
+                        return
+            data = await conn.reader.read(READ_SIZE)
+            if not data:
+                cancel("kubectl closed the connection")
+            else:
+                # A pipelined next request (or early bytes of an upgraded protocol): kept
+                # for after this exchange; we stop watching for EOF.
+                conn.h11.receive_data(data)
+        except (StreamCancelled, TunnelClosed):
+            cancel("the tunnel stream failed while sending the request body")
+        except (ConnectionError, h11.RemoteProtocolError):
+            cancel("kubectl's connection failed mid-request")
+
+    async def _relay_upgraded(
+        self,
+        conn: ClientConnection,
+        stream: TunnelStream,
+        response: Any,
+        outcome: _Outcome,
+    ) -> bool:
+        """After the upstream's 101: raw bytes both ways until the upstream ends."""
+        outcome.status = 101
+        await conn.send(
+            h11.InformationalResponse(
+                status_code=101,
+                headers=[
+                    (b"connection", b"Upgrade"),
+                    (b"upgrade", response.upgrade.encode()),
+                    *[(k.encode(), v.encode()) for k, v in response.headers],
+                ],
+            )
+        )
+        trailing, _closed = conn.h11.trailing_data
+        up = asyncio.ensure_future(self._client_to_tunnel(conn, stream, bytes(trailing), outcome))
+        try:
+            while chunk := await stream.receive():
+                outcome.bytes_out += len(chunk)
+                conn.writer.write(chunk)
+                await conn.writer.drain()
+        finally:
+            up.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await up
+        return False
+
+    async def _client_to_tunnel(
+        self, conn: ClientConnection, stream: TunnelStream, first: bytes, outcome: _Outcome
+    ) -> None:
+        with contextlib.suppress(StreamCancelled, TunnelClosed, ConnectionError):
+            if first:
+                outcome.bytes_in += len(first)
+                await stream.send(first)
+            while data := await conn.reader.read(READ_SIZE):
+                outcome.bytes_in += len(data)
+                await stream.send(data)
+            await stream.end()
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def _audit(self, outcome: _Outcome) -> None:
+        info = outcome.info
+        identity = outcome.identity
+        detail: dict[str, Any] = {
+            "method": outcome.method,
+            "path": outcome.path[:512],
+            "bytes_in": outcome.bytes_in,
+            "bytes_out": outcome.bytes_out,
+            "duration_ms": round((self._clock() - outcome.started) * 1000, 3),
+            **outcome.extra,
+        }
+        if info is not None:
+            detail.update(
+                verb=info.verb,
+                resource=info.resource,
+                subresource=info.subresource,
+                namespace=info.namespace,
+                name=info.name,
+                api_group=info.api_group,
+            )
+        if identity is not None and identity.access_key_id:
+            detail["access_key_id"] = identity.access_key_id
+        self.audit.add(
+            org_id=identity.org_id if identity else None,
+            user_id=identity.user_id if identity else None,
+            email=identity.email if identity else "",
+            cluster_id=outcome.cluster_id,
+            status=outcome.status,
+            detail=detail,
+        )
+
+
+def _head(response: Any) -> tuple[int, Any]:
+    return response.status, response.headers
+
+
+def _has_body(request: h11.Request) -> bool:
+    for name, value in request.headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+    return False

@@ -1,0 +1,163 @@
+"""How one proxied Kubernetes request crosses the tunnel: pure header conventions.
+
+The gateway opens one HTTP/2 stream per kubectl request. HTTP/2 forbids connection-specific
+headers (``Connection``, ``Upgrade``, ``Transfer-Encoding``...) and has no ``101`` final
+status, so two ``kubegate-*`` headers carry what they would say:
+
+- request: ``kubegate-user`` is the authenticated user's email (the agent impersonates
+  ``<prefix><email>``); ``kubegate-upgrade`` is the client's ``Upgrade`` value on an upgrade
+  request (exec, attach, cp, port-forward), absent otherwise.
+- response: an upstream ``101 Switching Protocols`` travels as ``:status 200`` with
+  ``kubegate-upgrade: <the upstream's Upgrade value>``; from then on the stream's DATA frames
+  carry the upgraded connection's raw bytes both ways (WebSocket or SPDY frames, never
+  parsed). Any other status travels as itself.
+
+The gateway never forwards the client's credentials (``proxy/headers.py`` strips them before
+this module sees the headers); the agent drops any that arrive anyway and adds its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kubegate.errors import TunnelProtocolError
+
+USER_HEADER = "kubegate-user"
+UPGRADE_HEADER = "kubegate-upgrade"
+# The group every impersonated kubegate user gets besides system:authenticated.
+KUBEGATE_GROUP = "kubegate:authenticated"
+SWITCHED = 200  # the :status a 101 travels as
+
+Headers = Sequence[tuple[str, str]]
+
+# Never forwarded to the apiserver from the tunnel, whatever the gateway sent: credentials,
+# identity claims and connection-level headers are the agent's to set.
+_AGENT_DROPS = frozenset(
+    {
+        "authorization",
+        "host",
+        "connection",
+        "upgrade",
+        "proxy-connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "proxy-authorization",
+        "cookie",
+    }
+)
+_AGENT_DROP_PREFIXES = ("impersonate-", "x-remote-", "kubegate-")
+# Never sent back through the tunnel from the apiserver's response head.
+_RESPONSE_DROPS = frozenset(
+    {
+        "connection",
+        "upgrade",
+        "proxy-connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxiedRequest:
+    """What the agent needs to replay one request against the apiserver."""
+
+    method: str
+    target: str
+    headers: tuple[tuple[str, str], ...]
+    user: str
+    upgrade: str | None
+
+
+def tunnel_request_headers(
+    headers: Headers, *, user: str, upgrade: str | None
+) -> list[tuple[str, str]]:
+    """Gateway: the stream's request headers, from already-cleaned client headers."""
+    out = [(USER_HEADER, user)]
+    if upgrade is not None:
+        out.append((UPGRADE_HEADER, upgrade))
+    out.extend(headers)
+    return out
+
+
+def decode_request(method: str, target: str, headers: Headers) -> ProxiedRequest:
+    """Agent: the request the gateway sent; refuses a stream that names no user."""
+    user: str | None = None
+    upgrade: str | None = None
+    kept: list[tuple[str, str]] = []
+    for name, value in headers:
+        key = name.lower()
+        if key == USER_HEADER:
+            user = value
+        elif key == UPGRADE_HEADER:
+            upgrade = value
+        elif key not in _AGENT_DROPS and not key.startswith(_AGENT_DROP_PREFIXES):
+            kept.append((key, value))
+    if not user:
+        raise TunnelProtocolError("a proxied request arrived without the user it is for")
+    if not target.startswith("/"):
+        raise TunnelProtocolError("a proxied request's path must start with /")
+    return ProxiedRequest(method, target, tuple(kept), user, upgrade)
+
+
+def upstream_request_head(
+    request: ProxiedRequest,
+    *,
+    host: str,
+    authorization: str | None,
+    user_prefix: str,
+) -> list[tuple[str, str]]:
+    """Agent: the HTTP/1.1 headers for the apiserver, impersonating the request's user."""
+    head = [("Host", host)]
+    if authorization:
+        head.append(("Authorization", authorization))
+    head.append(("Impersonate-User", f"{user_prefix}{request.user}"))
+    head.append(("Impersonate-Group", KUBEGATE_GROUP))
+    if request.upgrade is not None:
+        head.append(("Connection", "Upgrade"))
+        head.append(("Upgrade", request.upgrade))
+    head.extend(request.headers)
+    return head
+
+
+def tunnel_response_head(status: int, headers: Headers) -> tuple[int, list[tuple[str, str]]]:
+    """Agent: the apiserver's response head as the stream's response head."""
+    kept = [
+        (name.lower(), value)
+        for name, value in headers
+        if name.lower() not in _RESPONSE_DROPS and not name.lower().startswith("kubegate-")
+    ]
+    if status == 101:
+        upgrade = next((v for n, v in headers if n.lower() == "upgrade"), "")
+        return SWITCHED, [(UPGRADE_HEADER, upgrade), *kept]
+    return status, kept
+
+
+@dataclass(frozen=True, slots=True)
+class ProxiedResponse:
+    """Gateway: the upstream response head as it came through the tunnel."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    upgrade: str | None  # set when the upstream switched protocols (a 101)
+
+
+def decode_response(status: int, headers: Headers) -> ProxiedResponse:
+    """Gateway: undo :func:`tunnel_response_head`."""
+    upgrade: str | None = None
+    kept: list[tuple[str, str]] = []
+    for name, value in headers:
+        if name == UPGRADE_HEADER:
+            upgrade = value
+        elif not name.startswith("kubegate-"):
+            kept.append((name, value))
+    if upgrade is not None and status != SWITCHED:
+        raise TunnelProtocolError(f"an upgraded response must travel as {SWITCHED}, not {status}")
+    if not 200 <= status <= 599 and upgrade is None:
+        raise TunnelProtocolError(f"the agent answered an invalid status {status}")
+    return ProxiedResponse(101 if upgrade is not None else status, tuple(kept), upgrade)
