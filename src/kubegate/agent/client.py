@@ -1,8 +1,9 @@
 """The agent's side of the tunnel: dial out, hold the connection, redial when it drops.
 
 :class:`AgentTunnel` opens the WebSocket (cluster credential, pinned server CA, no
-compression), serves the HTTP/2 streams the gateway opens — the control stream today — and
-hands each desired RBAC set to the :class:`~kubegate.agent.reconcile.Reconciler`, whose
+compression), serves the HTTP/2 streams the gateway opens — the control stream, and every
+other stream as one proxied Kubernetes API request (``agent/proxy.py``) — and hands each
+desired RBAC set to the :class:`~kubegate.agent.reconcile.Reconciler`, whose
 reports it sends back. When the connection ends it waits :func:`reconnect_delay` and dials
 again, for as long as the process runs.
 """
@@ -40,6 +41,7 @@ from kubegate.tunnel.handshake import PROTOCOL_HEADER, PROTOCOLS, TUNNEL_PATH, V
 from kubegate.tunnel.transport import (
     MAX_MESSAGE,
     ChannelClosed,
+    StreamHandler,
     TunnelClosed,
     TunnelConnection,
     TunnelStream,
@@ -102,7 +104,11 @@ class TunnelTarget:
 
 
 class AgentTunnel:
-    """Keeps one tunnel to the server open for the life of the agent."""
+    """Keeps one tunnel to the server open for the life of the agent.
+
+    ``proxy`` serves each proxied request stream (:func:`~kubegate.agent.proxy.serve_proxied`
+    bound to the agent's apiserver); without one, proxied requests are answered 404.
+    """
 
     def __init__(
         self,
@@ -110,9 +116,11 @@ class AgentTunnel:
         reconciler: Reconciler,
         *,
         info: Mapping[str, str] | None = None,
+        proxy: StreamHandler | None = None,
     ) -> None:
         self.target = target
         self.reconciler = reconciler
+        self.proxy = proxy
         self.info = dict(info or {})
         self._control: ControlStream | None = None
         self._revision: int | None = None
@@ -193,7 +201,9 @@ class AgentTunnel:
         if request.method == "POST" and request.path == CONTROL_PATH:
             await self._serve_control(stream)
             return
-        # Proxied Kubernetes requests arrive with the API proxy; until then, none is served.
+        if self.proxy is not None:
+            await self.proxy(stream)
+            return
         await stream.respond(404, (("content-type", "text/plain"),))
         await stream.send(b"no such tunnel endpoint\n", end_stream=True)
 

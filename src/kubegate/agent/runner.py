@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,9 @@ from lightkube.core.exceptions import ConfigError
 
 from kubegate.agent.client import AgentTunnel, TunnelTarget
 from kubegate.agent.desired import DEFAULT_USER_PREFIX, GrantSpec
+from kubegate.agent.proxy import serve_proxied
 from kubegate.agent.reconcile import Reconciler
+from kubegate.agent.upstream import Upstream
 from kubegate.errors import KubegateError
 from kubegate.tunnel.control import GrantResult
 
@@ -54,9 +57,10 @@ def kube_config(kubeconfig: Path | None, context: str | None) -> SingleConfig:
 
 
 class Agent:
-    """One agent process: a reconciler and the tunnel that feeds it."""
+    """One agent process: a reconciler and the tunnel that feeds it, and the apiserver
+    connection that serves the proxied requests arriving over that tunnel."""
 
-    def __init__(self, options: AgentOptions, client: AsyncClient) -> None:
+    def __init__(self, options: AgentOptions, client: AsyncClient, upstream: Upstream) -> None:
         self.options = options
         self.reconciler = Reconciler(
             client,
@@ -72,6 +76,9 @@ class Agent:
                 "cluster_name": options.target.cluster_name,
                 "user_prefix": options.user_prefix,
             },
+            proxy=functools.partial(
+                serve_proxied, upstream=upstream, user_prefix=options.user_prefix
+            ),
         )
 
     async def _report(self, revision: int, results: list[GrantResult]) -> None:
@@ -87,11 +94,16 @@ class Agent:
 async def run_agent(options: AgentOptions) -> None:
     """Run the agent until cancelled."""
     config = kube_config(options.kubeconfig, options.context)
-    client = AsyncClient(config, field_manager=FIELD_MANAGER)
+    # Built first: a kubeconfig the proxy cannot use (an exec plugin) stops the agent here.
+    upstream = Upstream.from_config(config)
     try:
-        await Agent(options, client).run()
+        client = AsyncClient(config, field_manager=FIELD_MANAGER)
+        try:
+            await Agent(options, client, upstream).run()
+        finally:
+            await client.close()
     finally:
-        await client.close()
+        await upstream.aclose()
 
 
 __all__ = ["Agent", "AgentOptions", "GrantSpec", "kube_config", "run_agent"]

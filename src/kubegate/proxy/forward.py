@@ -231,7 +231,8 @@ class Forwarder:
                 outcome.method,
                 target,
                 tuple(tunnel_request_headers(headers, user=identity.email, upgrade=upgrade)),
-                end_stream=not has_body,
+                # An upgrade's stream stays open: the new protocol's bytes follow the head.
+                end_stream=not has_body and upgrade is None,
             )
         except (TunnelClosed, KubegateError) as exc:
             return await self._refuse(

@@ -79,9 +79,13 @@ def tunnel_request_headers(
 ) -> list[tuple[str, str]]:
     """Gateway: the stream's request headers, from already-cleaned client headers."""
     out = [(USER_HEADER, user)]
-    if upgrade is not None:
-        out.append((UPGRADE_HEADER, upgrade))
-    out.extend(headers)
+    if upgrade is None:
+        out.extend(headers)
+        return out
+    out.append((UPGRADE_HEADER, upgrade))
+    # After the head an upgrade carries the new protocol's bytes, whatever length the head
+    # declared (kubectl's SPDY POST says Content-Length: 0): HTTP/2 would hold the stream to it.
+    out.extend(h for h in headers if h[0] != "content-length")
     return out
 
 
@@ -134,6 +138,7 @@ def tunnel_response_head(status: int, headers: Headers) -> tuple[int, list[tuple
     ]
     if status == 101:
         upgrade = next((v for n, v in headers if n.lower() == "upgrade"), "")
+        kept = [h for h in kept if h[0] != "content-length"]
         return SWITCHED, [(UPGRADE_HEADER, upgrade), *kept]
     return status, kept
 

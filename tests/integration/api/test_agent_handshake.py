@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,11 +93,16 @@ class Agent:
     server_hello: Hello | None = None
     desired: asyncio.Queue[Desired] = field(default_factory=asyncio.Queue)
     runner: asyncio.Task[None] | None = None
+    # Serves every other stream (the proxied requests) when set; 404 otherwise.
+    proxied: Callable[[TunnelStream], Awaitable[None]] | None = None
 
     async def serve(self, stream: TunnelStream) -> None:
         request = stream.request
         assert request is not None
         if (request.method, request.path) != ("POST", CONTROL_PATH):
+            if self.proxied is not None:
+                await self.proxied(stream)
+                return
             await stream.respond(404, end_stream=True)
             return
         control = ControlStream(stream)
@@ -123,7 +128,11 @@ class Agent:
 
 
 @contextlib.asynccontextmanager
-async def agent_connected(base_url: str, credential: str) -> AsyncIterator[Agent]:
+async def agent_connected(
+    base_url: str,
+    credential: str,
+    proxied: Callable[[TunnelStream], Awaitable[None]] | None = None,
+) -> AsyncIterator[Agent]:
     """A connected agent serving its tunnel; closed (and its run() awaited) on exit."""
     async with connect(
         tunnel_url(base_url),
@@ -132,7 +141,7 @@ async def agent_connected(base_url: str, credential: str) -> AsyncIterator[Agent
         max_size=4 * MAX_MESSAGE,
         ping_interval=None,
     ) as websocket:
-        agent = Agent(websocket)
+        agent = Agent(websocket, proxied=proxied)
         agent.connection = TunnelConnection(
             WebsocketsChannel(websocket), client=False, handler=agent.serve, name="test agent"
         )

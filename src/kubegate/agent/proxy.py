@@ -1,0 +1,281 @@
+"""The agent's half of the API proxy: one tunnel stream becomes one apiserver request.
+
+:func:`serve_proxied` replays the request the gateway opened (``tunnel/exchange.py`` has the
+header convention) against the agent's :class:`~kubegate.agent.upstream.Upstream`, as the
+user (``Impersonate-User: <prefix><email>``, ``Impersonate-Group: kubegate:authenticated``)
+with the agent's own credential, and streams the answer back:
+
+- plain requests: the request body is streamed from the tunnel into the apiserver, the
+  response body from the apiserver into the tunnel chunk by chunk; ``TunnelStream.send``
+  waits for HTTP/2 window, so a slow kubectl stops the agent reading the apiserver;
+- upgrades (exec, attach, port-forward): a ``101`` travels as ``200`` + ``kubegate-upgrade``,
+  then bytes are relayed both ways, unparsed, with no idle timeout, until both sides ended.
+
+A reset stream or a closed tunnel (kubectl went away) cancels the apiserver request at once,
+even while it waits for the apiserver (a quiet watch). An apiserver that breaks off after the
+response head makes the agent reset the stream, so the gateway cuts kubectl's connection
+instead of ending a truncated body cleanly. Before a head, failures are answered with a
+Kubernetes ``Status`` (503 when the apiserver cannot be reached).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from kubegate.agent.upstream import (
+    READ_CHUNK,
+    UpgradeConnection,
+    Upstream,
+    UpstreamBroken,
+    UpstreamUnavailable,
+    check_request_head,
+)
+from kubegate.errors import InvalidRequest, KubegateError
+from kubegate.tunnel.exchange import (
+    ProxiedRequest,
+    decode_request,
+    tunnel_response_head,
+    upstream_request_head,
+)
+from kubegate.tunnel.transport import StreamCancelled, TunnelClosed, TunnelStream
+
+log = logging.getLogger(__name__)
+
+_NO_BODY_STATUSES = frozenset({204, 304})
+# A body of known length up to this size is read before the head goes, so head and body
+# travel in two tunnel writes instead of three (most API answers are this small).
+SMALL_BODY = 64 * 1024
+_GONE = (StreamCancelled, TunnelClosed)  # the gateway's side of the stream is over
+
+
+async def serve_proxied(stream: TunnelStream, upstream: Upstream, *, user_prefix: str) -> None:
+    """Serve one proxied request stream (the agent's handler for every non-control stream).
+
+    Raises :class:`~kubegate.errors.TunnelProtocolError` for a stream that is not a proxied
+    request (no user): the tunnel's convention is to close the connection that carried it.
+    """
+    incoming = stream.request
+    assert incoming is not None, "the agent serves streams the gateway opened"
+    request = decode_request(incoming.method, incoming.path, incoming.headers)
+    exchange = _Exchange(stream, upstream, request, user_prefix, incoming.end_stream)
+    relay = asyncio.ensure_future(exchange.run())
+    # Waiting on the apiserver (a quiet watch) must not keep an abandoned stream alive.
+    dead = asyncio.ensure_future(stream.wait_dead())
+    try:
+        await asyncio.wait((relay, dead), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        dead.cancel()
+        # Once, and never again while it cleans up: a second cancel would interrupt the
+        # closing of its apiserver connection (a TaskGroup's abort would be that second one).
+        if not relay.done() and not exchange.settled:
+            relay.cancel()
+        await _join(relay)
+        await asyncio.wait((dead,))
+
+
+async def _join(task: asyncio.Future[None]) -> None:
+    """Wait for ``task`` to finish without cancelling it again if we are cancelled meanwhile
+    (the cancellation is passed on once it has); re-raise what it failed with."""
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait((task,))  # unlike awaiting it, never cancels it
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    if not task.cancelled():
+        task.result()
+
+
+class _Exchange:
+    """One request's relay; :meth:`run` never raises for an expected failure."""
+
+    def __init__(
+        self,
+        stream: TunnelStream,
+        upstream: Upstream,
+        request: ProxiedRequest,
+        user_prefix: str,
+        bodiless: bool,
+    ) -> None:
+        self.stream = stream
+        self.upstream = upstream
+        self.request = request
+        self.user_prefix = user_prefix
+        self.bodiless = bodiless
+        self.responded = False
+        # Set once the outcome is decided: the stream's death from then on is our own reset
+        # (or a late one), and must not interrupt sending it.
+        self.settled = False
+
+    async def run(self) -> None:
+        request = self.request
+        try:
+            head = upstream_request_head(
+                request,
+                host=self.upstream.host_header,
+                authorization=self.upstream.authorization(),
+                user_prefix=self.user_prefix,
+            )
+            check_request_head(request.method, request.target, head)
+            if request.upgrade is None:
+                await self._plain(head)
+            else:
+                await self._upgrade(head)
+        except _GONE:
+            pass  # kubectl went away: the upstream request is closed on the way out
+        except UpstreamBroken as exc:
+            self.settled = True
+            message = f"the Kubernetes API server broke off its response: {exc}"
+            self._log_failure(message)
+            await self._answer_error(exc, message)
+        except (UpstreamUnavailable, InvalidRequest) as exc:
+            self.settled = True
+            message = str(exc)
+            if isinstance(exc, UpstreamUnavailable):
+                message = f"the agent cannot reach the Kubernetes API server: {message}"
+            self._log_failure(message, exc.status)
+            await self._answer_error(exc, message)
+
+    def _log_failure(self, error: str, status: int | None = None) -> None:
+        extra: dict[str, object] = {
+            "method": self.request.method,
+            "path": self.request.target.partition("?")[0],
+            "user": self.request.user,
+            "error": error,
+        }
+        if status is not None:
+            extra["status"] = status
+        log.warning("proxied request failed", extra=extra)
+
+    async def _answer_error(self, error: KubegateError, message: str) -> None:
+        if self.responded:  # too late for a status: the gateway must see a cut
+            await self.stream.cancel()
+            return
+        body = json.dumps(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
+                "message": message,
+                "reason": error.reason,
+                "code": error.status,
+            }
+        ).encode()
+        headers = (("content-type", "application/json"), ("content-length", str(len(body))))
+        try:
+            await self.stream.respond(error.status, headers)
+            await self.stream.send(body, end_stream=True)
+        except _GONE:
+            pass
+
+    # -- plain requests ------------------------------------------------------------------
+
+    async def _plain(self, head: list[tuple[str, str]]) -> None:
+        request = self.request
+        body = await self._request_body()
+        async with self.upstream.request(request.method, request.target, head, body) as answer:
+            status, headers = tunnel_response_head(answer.status, answer.headers)
+            if request.method == "HEAD" or answer.status in _NO_BODY_STATUSES:
+                await self.stream.respond(status, tuple(headers), end_stream=True)
+                self.responded = True
+                return
+            length = answer.content_length
+            if length is not None and length <= SMALL_BODY:
+                content = await answer.read_small()
+                await self.stream.respond(status, tuple(headers), end_stream=not content)
+                self.responded = True
+                if content:
+                    await self.stream.send(content, end_stream=True)
+                return
+            await self.stream.respond(status, tuple(headers))
+            self.responded = True
+            await answer.relay_body(self.stream.send)
+            await self.stream.end()
+
+    async def _request_body(self) -> AsyncIterator[bytes] | None:
+        """The request body as a stream from the tunnel, or ``None`` when there is none.
+
+        With a Content-Length it goes as is; without one it is sent chunked, unless the
+        gateway ends the stream without data (a GET, a DELETE without options): then the
+        apiserver gets no body at all.
+        """
+        if self.bodiless:
+            return None
+        if any(name == "content-length" for name, _ in self.request.headers):
+            return self._body(b"")
+        first = await self.stream.receive()
+        if not first:
+            return None
+        return self._body(first)
+
+    async def _body(self, first: bytes) -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        while chunk := await self.stream.receive():
+            yield chunk
+
+    # -- upgrades ------------------------------------------------------------------------
+
+    async def _upgrade(self, head: list[tuple[str, str]]) -> None:
+        request = self.request
+        connection = await self.upstream.open_upgrade(request.method, request.target, head)
+        clean = False
+        try:
+            status, headers = tunnel_response_head(connection.status, connection.headers)
+            await self.stream.respond(status, tuple(headers))
+            self.responded = True
+            if connection.switched:
+                await self._relay_upgraded(connection)
+            else:
+                await connection.relay_body(self.stream.send, method=request.method)
+                await self.stream.end()
+            clean = True
+        finally:
+            await connection.close(abort=not clean)
+
+    async def _relay_upgraded(self, connection: UpgradeConnection) -> None:
+        """Bytes both ways until both directions ended or either failed."""
+
+        async def to_upstream() -> None:
+            writer = connection.writer
+            try:
+                while data := await self.stream.receive():
+                    writer.write(data)
+                    await writer.drain()
+                if writer.can_write_eof():
+                    writer.write_eof()
+                # TLS cannot half-close: the apiserver's side carries on until it ends.
+            except OSError:
+                # It stopped listening. Whether it ended or broke, its own direction tells
+                # (EOF or an error), after the bytes it sent before are passed on.
+                pass
+
+        async def to_tunnel() -> None:
+            try:
+                while data := await connection.reader.read(READ_CHUNK):
+                    await self.stream.send(data)
+            except OSError as exc:
+                raise UpstreamBroken(str(exc) or type(exc).__name__) from exc
+            await self.stream.end()
+
+        broken: UpstreamBroken | None = None
+        gone: BaseException | None = None
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(to_upstream())
+                tasks.create_task(to_tunnel())
+        except* UpstreamBroken as group:
+            first = group.exceptions[0]
+            broken = first if isinstance(first, UpstreamBroken) else UpstreamBroken(str(first))
+        except* _GONE as group:
+            gone = group.exceptions[0]
+        if broken is not None:
+            raise broken
+        if gone is not None:
+            raise gone
