@@ -8,11 +8,18 @@ apiserver allows ``kubegate:<email>``.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
+import select
+import signal
 import socket
+import struct
 import subprocess
+import termios
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -290,3 +297,65 @@ def test_a_watch_open_during_revoke_all_is_closed(
         assert "Unauthorized" in again.stderr or "logged in" in again.stderr, again.stderr
     finally:
         stop(proc)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_exec_with_a_terminal_survives_a_resize(
+    kubectl: Kubectl, editor: KubeUser, namespace: str, make_pod: MakePod, transport: str
+) -> None:
+    make_pod("web")
+    command = kubectl.command(
+        *("exec", "-it", "-n", namespace, "web", "--", "sh", "-c", "read line; echo got:$line"),
+        kubeconfig=editor.kubeconfig,
+    )
+    env = {**os.environ, **exec_env(transport), "TERM": "dumb"}
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: kubectl, with the pty as its controlling terminal
+        os.execve(command[0], command, env)
+    output = bytearray()
+    try:
+        reader = PtyReader(terminal, output)
+        reader.wait_until_quiet()
+        # The terminal changes size: kubectl gets SIGWINCH and sends a resize message.
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        reader.wait_until_quiet()
+        os.write(terminal, b"still here\r")
+        reader.wait_for(b"got:still here")
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        assert os.waitstatus_to_exitcode(status) == 0, output.decode(errors="replace")
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(terminal)
+
+
+class PtyReader:
+    """Collects what a pty's child writes, with deadlines (guards against hangs)."""
+
+    def __init__(self, fd: int, into: bytearray) -> None:
+        self.fd = fd
+        self.output = into
+
+    def _read(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            data = os.read(self.fd, 65536)
+        except OSError:  # the child exited and the pty closed
+            return False
+        self.output += data
+        return bool(data)
+
+    def wait_until_quiet(self, quiet: float = 1.0, guard: float = 30) -> None:
+        deadline = time.monotonic() + guard
+        while self._read(quiet):
+            assert time.monotonic() < deadline, "the terminal never went quiet"
+
+    def wait_for(self, expected: bytes, guard: float = 30) -> None:
+        deadline = time.monotonic() + guard
+        while expected not in self.output:
+            assert time.monotonic() < deadline, f"no {expected!r} in {bytes(self.output)!r}"
+            self._read(0.5)
