@@ -1,4 +1,5 @@
-"""`make demo` does what the README says: commands that work, and a clean Ctrl-C."""
+"""`make demo` does what the README says: a granted user's kubectl get pods, logs -f and exec
+through kubegate, commands that work as printed, and a clean Ctrl-C."""
 
 from __future__ import annotations
 
@@ -34,7 +35,28 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def test_demo_prints_working_commands_and_stops_cleanly_on_ctrl_c() -> None:
+def _shown_output(lines: list[str], command: str) -> list[str]:
+    """The output the demo showed under its ``$ kubectl ...`` line containing ``command``."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("$ ") and command in line)
+    shown = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        shown.append(line.strip())
+    return shown
+
+
+def _run(command: str) -> subprocess.CompletedProcess[str]:
+    """Run a command the demo printed to copy: ``VAR=value`` prefixes become its environment."""
+    words = shlex.split(command, comments=True)
+    env = dict(os.environ)
+    while "=" in words[0]:
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    return subprocess.run(words, capture_output=True, text=True, timeout=60, env=env, check=False)
+
+
+def test_demo_runs_kubectl_through_kubegate_prints_working_commands_and_stops_on_ctrl_c() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEGATE_")}
     demo = subprocess.Popen(
         [str(KUBEGATE), "demo"],
@@ -47,30 +69,45 @@ def test_demo_prints_working_commands_and_stops_cleanly_on_ctrl_c() -> None:
     lines: list[str] = []
     try:
         for line in demo.stdout:
-            lines.append(line)
+            lines.append(line.rstrip("\n"))
             if "Press Ctrl-C to stop." in line:
                 break
-        output = "".join(lines)
+        output = "\n".join(lines)
         assert "Press Ctrl-C to stop." in output, output
         children = _children(demo.pid)
         # etcd, apiserver, controller-manager, kwok, kubegate server, kubegate agent
         assert len(children) >= 6, output
-        assert re.search(r"grant: +dev@kubegate.local view on namespace demo: applied", output)
-
-        commands = [line.strip() for line in lines if line.strip().startswith(("kubectl", "curl"))]
-        get_pods = next(c for c in commands if " get pods " in c)
-        result = subprocess.run(shlex.split(get_pods), capture_output=True, text=True, timeout=60)
-        assert re.search(r"^hello\s+1/1\s+Running", result.stdout, re.M), result
-        logs = next(c for c in commands if " logs " in c)
-        result = subprocess.run(shlex.split(logs), capture_output=True, text=True, timeout=60)
-        assert result.stdout.strip() == "hello from kubegate's demo pod", result
-        can_i = next(c for c in commands if " auth can-i " in c)
-        result = subprocess.run(shlex.split(can_i), capture_output=True, text=True, timeout=60)
-        assert result.stdout.strip() == "yes", result
-        curl = next(c for c in commands if c.startswith("curl"))
-        result = subprocess.run(shlex.split(curl), capture_output=True, text=True, timeout=60)
-        assert '"name":"local"' in result.stdout, result
+        assert re.search(r"grant: +dev@kubegate.local edit on namespace demo: applied", output)
         assert "registered through the API" in output
+
+        # What the demo ran as the granted user, through kubegate, and showed.
+        pods = _shown_output(lines, "dev.kubeconfig get pods -n demo")
+        assert any(re.match(r"hello\s+1/1\s+Running", line) for line in pods), output
+        followed = _shown_output(lines, "dev.kubeconfig logs -f -n demo hello")
+        assert followed[0] == "hello from kubegate's demo pod", output
+        assert any(
+            re.match(r"appended at .* while kubectl logs -f follows$", line) for line in followed
+        ), output
+        said = _shown_output(lines, "dev.kubeconfig exec -n demo hello --")
+        assert said == ["hello from kubegate"], output
+        kubeconfig = re.search(r"--kubeconfig (/tmp/kubegate-demo-[^/ ]+/dev\.kubeconfig) ", output)
+        assert kubeconfig and Path(kubeconfig.group(1)).stat().st_mode & 0o777 == 0o600
+
+        # The commands printed to keep going work as printed.
+        commands = [line.strip() for line in lines if line.startswith("  ")]
+        commands = [c for c in commands if c.startswith(("KUBECONFIG=", "kubectl", "curl"))]
+        as_dev = [c for c in commands if c.startswith("KUBECONFIG=")]
+        result = _run(next(c for c in as_dev if " get pods -n demo" in c))
+        assert re.search(r"^hello\s+1/1\s+Running", result.stdout, re.M), result
+        result = _run(next(c for c in as_dev if " exec -n demo hello " in c))
+        assert result.stdout == "hello from kubegate\n", result
+        result = _run(next(c for c in as_dev if " get pods -n default" in c))
+        assert result.returncode != 0 and "forbidden" in result.stderr, result
+        result = _run(next(c for c in commands if " auth can-i " in c and "--as" in c))
+        assert result.stdout.strip() == "yes", result
+        curl = next(c for c in commands if c.startswith("curl") and c.endswith("/clusters"))
+        result = _run(curl)
+        assert '"name":"local"' in result.stdout, result
     finally:
         demo.send_signal(signal.SIGINT)
         rest = demo.communicate(timeout=60)[0]

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -33,14 +34,14 @@ from kubegate.errors import (
     Unavailable,
 )
 from kubegate.proxy.audit import AuditTrail
-from kubegate.proxy.authority import NO_ACCESS, Authority, Identity
+from kubegate.proxy.authority import NO_ACCESS, Authority, Cancel, Identity
 from kubegate.proxy.headers import bearer_token, clean_request_headers
 from kubegate.proxy.limits import Concurrency, RateLimiter, retry_after
 from kubegate.proxy.request import RequestInfo, is_long_running, parse_request_info, split_target
 from kubegate.proxy.status import status_response
 from kubegate.server.tunnels import TunnelRegistry
 from kubegate.settings import Settings
-from kubegate.tunnel.exchange import decode_response, tunnel_request_headers
+from kubegate.tunnel.exchange import ProxiedResponse, decode_response, tunnel_request_headers
 from kubegate.tunnel.transport import StreamCancelled, TunnelClosed, TunnelStream
 
 if TYPE_CHECKING:
@@ -77,6 +78,18 @@ class _Outcome:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """A request that passed admission: who, what to forward, and what it counts against."""
+
+    identity: Identity
+    headers: tuple[tuple[str, str], ...]
+    upgrade: str | None
+    target: str
+    cluster: str
+    kind: str | None  # "watch", "stream" or None
+
+
 class Forwarder:
     """Admits and relays requests; holds the per-identity limits."""
 
@@ -87,7 +100,7 @@ class Forwarder:
         authority: Authority,
         tunnels: TunnelRegistry,
         audit: AuditTrail,
-        clock: Any = time.monotonic,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.authority = authority
@@ -108,15 +121,12 @@ class Forwarder:
                 admitted = await self._admit(request, method, outcome)
             except KubegateError as exc:
                 return await self._refuse(conn, exc, outcome)
-            identity, info, clean_headers, upgrade, target, cluster_name, kind = admitted
+            if admitted.kind is not None:
+                release = self.streams if admitted.kind == "stream" else self.watches
             # The apiserver's audit log gets kubectl's real address, not one it claims.
-            clean_headers = [h for h in clean_headers if h[0] not in _FORWARDING]
-            clean_headers.append(("x-forwarded-for", conn.peer.rsplit(":", 1)[0]))
-            if kind is not None:
-                release = self.streams if kind == "stream" else self.watches
-            return await self._relay(
-                conn, request, outcome, identity, clean_headers, upgrade, target, cluster_name
-            )
+            headers = [h for h in admitted.headers if h[0] not in _FORWARDING]
+            headers.append(("x-forwarded-for", conn.peer.rsplit(":", 1)[0]))
+            return await self._relay(conn, request, outcome, admitted, headers)
         finally:
             if release is not None and outcome.identity is not None:
                 release.release(outcome.identity.key)
@@ -124,9 +134,7 @@ class Forwarder:
 
     # -- admission -------------------------------------------------------------------
 
-    async def _admit(
-        self, request: h11.Request, method: str, outcome: _Outcome
-    ) -> tuple[Identity, RequestInfo, list[tuple[str, str]], str | None, str, str, str | None]:
+    async def _admit(self, request: h11.Request, method: str, outcome: _Outcome) -> _Admitted:
         target = split_target(request.target)
         outcome.path = target.path
         if not self.settings.gateway_enabled:
@@ -177,15 +185,7 @@ class Forwarder:
             raise Unavailable(
                 f"cluster {view.name} is offline: its kubegate agent is not connected"
             )
-        return (
-            identity,
-            info,
-            list(clean.headers),
-            clean.upgrade,
-            target.target,
-            view.name,
-            kind,
-        )
+        return _Admitted(identity, clean.headers, clean.upgrade, target.target, view.name, kind)
 
     async def _refuse(
         self, conn: ClientConnection, error: KubegateError, outcome: _Outcome
@@ -210,12 +210,10 @@ class Forwarder:
         conn: ClientConnection,
         request: h11.Request,
         outcome: _Outcome,
-        identity: Identity,
+        admitted: _Admitted,
         headers: list[tuple[str, str]],
-        upgrade: str | None,
-        target: str,
-        cluster_name: str,
     ) -> bool:
+        identity, upgrade, cluster_name = admitted.identity, admitted.upgrade, admitted.cluster
         has_body = _has_body(request)
         link = self.tunnels.link(identity.cluster_id)
         if link is None:
@@ -229,7 +227,7 @@ class Forwarder:
         try:
             stream = await link.connection.open_stream(
                 outcome.method,
-                target,
+                admitted.target,
                 tuple(tunnel_request_headers(headers, user=identity.email, upgrade=upgrade)),
                 # An upgrade's stream stays open: the new protocol's bytes follow the head.
                 end_stream=not has_body and upgrade is None,
@@ -275,7 +273,8 @@ class Forwarder:
         """Tunnel → client: the response head and body (or the upgraded connection)."""
         head_sent = False
         try:
-            response = decode_response(*_head(await stream.response()))
+            head = await stream.response()
+            response = decode_response(head.status, head.headers)
             if response.upgrade is not None:
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -319,7 +318,7 @@ class Forwarder:
         stream: TunnelStream,
         outcome: _Outcome,
         has_body: bool,
-        cancel: Any,
+        cancel: Cancel,
     ) -> None:
         """Client → tunnel: the request body, then watch for kubectl going away."""
         try:
@@ -351,7 +350,7 @@ class Forwarder:
         self,
         conn: ClientConnection,
         stream: TunnelStream,
-        response: Any,
+        response: ProxiedResponse,
         outcome: _Outcome,
     ) -> bool:
         """After the upstream's 101: raw bytes both ways until the upstream ends."""
@@ -361,7 +360,7 @@ class Forwarder:
                 status_code=101,
                 headers=[
                     (b"connection", b"Upgrade"),
-                    (b"upgrade", response.upgrade.encode()),
+                    (b"upgrade", (response.upgrade or "").encode()),
                     *[(k.encode(), v.encode()) for k, v in response.headers],
                 ],
             )
@@ -423,10 +422,6 @@ class Forwarder:
             status=outcome.status,
             detail=detail,
         )
-
-
-def _head(response: Any) -> tuple[int, Any]:
-    return response.status, response.headers
 
 
 def _has_body(request: h11.Request) -> bool:

@@ -67,16 +67,32 @@ class GatewayServer:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=self.url, verify=self._tls(), headers=headers, timeout=30)
 
-    def login(self) -> str:
-        """The bootstrap admin's API token."""
+    def login(self, email: str | None = None, password: str | None = None) -> str:
+        """An API token from ``POST /api/v1/auth/login``: the bootstrap admin's, or that of
+        the member ``email`` with ``password``."""
+        if email is None:
+            email, password = self.admin_email, self.admin_password
         with self.client() as client:
             response = client.post(
-                "/api/v1/auth/login",
-                json={"email": self.admin_email, "password": self.admin_password},
+                "/api/v1/auth/login", json={"email": email, "password": password}
             )
         response.raise_for_status()
         token: str = response.json()["token"]
         return token
+
+    def add_member(self, token: str, email: str, password: str) -> dict[str, Any]:
+        """Add ``email`` as a new member who logs in with ``password``; answers the member."""
+        body = {"email": email, "display_name": email.split("@")[0], "password": password}
+        member: dict[str, Any] = self.call(token, "POST", "/api/v1/users", body)
+        return member
+
+    def kubeconfig(self, token: str, cluster_id: str) -> str:
+        """The kubeconfig (YAML, a short-lived kube token embedded) that the holder of API
+        token ``token`` downloads for the cluster: what the member writes to disk."""
+        with self.client(token) as client:
+            response = client.post(f"/api/v1/clusters/{cluster_id}/kubeconfig")
+        response.raise_for_status()
+        return response.text
 
     def register_cluster(self, token: str, name: str) -> dict[str, Any]:
         """Register a cluster through the API; the answer holds the agent credential."""
