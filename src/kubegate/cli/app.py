@@ -39,7 +39,9 @@ def demo(
 
     Builds the local test environment if it is not cached yet (the first time takes about
     10 minutes on 2 cores), starts a real Kubernetes control plane on 127.0.0.1 with a fake
-    (kwok) node and a demo pod, and prints a kubeconfig and ready kubectl commands for it.
+    (kwok) node and a demo pod, kubegate's server and agent, grants a demo user `edit` on
+    namespace demo, and runs that user's kubectl get pods, logs -f and exec through kubegate;
+    then prints the commands to keep going.
     """
     from kubegate.cli.demo import run_demo
 
