@@ -317,6 +317,11 @@ class Authority:
         # Deleted from the database too (or about to be): a reload must not find it live.
         self._unknown[token_hash] = self._monotonic()
 
+    async def settled(self) -> None:
+        """Wait until every re-check started by an invalidation has finished."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
