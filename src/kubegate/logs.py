@@ -39,3 +39,9 @@ def configure(level: str = "info") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # httpx logs every request at INFO: one line per Kubernetes API call of the reconciler
+    # (thousands per resync at scale). Shown at debug only.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if level.lower() == "debug" else logging.WARNING
+        )
