@@ -188,10 +188,9 @@ class _Exchange:
             length = answer.content_length
             if length is not None and length <= SMALL_BODY:
                 content = await answer.read_small()
-                await self.stream.respond(status, tuple(headers), end_stream=not content)
+                # Head and body in one tunnel write.
+                await self.stream.respond(status, tuple(headers), end_stream=True, body=content)
                 self.responded = True
-                if content:
-                    await self.stream.send(content, end_stream=True)
                 return
             await self.stream.respond(status, tuple(headers))
             self.responded = True

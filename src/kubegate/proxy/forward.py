@@ -282,17 +282,29 @@ class Forwarder:
                 head_sent = True
                 return await self._relay_upgraded(conn, stream, response, outcome)
             outcome.status = response.status
-            await conn.send(
-                h11.Response(
-                    status_code=response.status,
-                    headers=[(k.encode(), v.encode()) for k, v in response.headers],
+            # What the tunnel already holds is written together: a small answer (head, body,
+            # end) is one write; a watch is written event by event as it arrives.
+            pending = [
+                conn.h11.send(
+                    h11.Response(
+                        status_code=response.status,
+                        headers=[(k.encode(), v.encode()) for k, v in response.headers],
+                    )
                 )
-            )
+                or b""
+            ]
             head_sent = True
-            while chunk := await stream.receive():
+            while True:
+                if not stream.ready:
+                    await conn.write(pending)
+                    pending = []
+                chunk = await stream.receive()
+                if not chunk:
+                    break
                 outcome.bytes_out += len(chunk)
-                await conn.send(h11.Data(data=chunk))
-            await conn.send(h11.EndOfMessage())
+                pending.append(conn.h11.send(h11.Data(data=chunk)) or b"")
+            pending.append(conn.h11.send(h11.EndOfMessage()) or b"")
+            await conn.write(pending)
             return True
         except (StreamCancelled, TunnelClosed) as exc:
             await stream.cancel()

@@ -78,6 +78,13 @@ class ClientConnection:
             self.writer.write(data)
             await self.writer.drain()
 
+    async def write(self, pieces: list[bytes]) -> None:
+        """Write what h11 produced, in one go, and wait for the socket to drain."""
+        data = b"".join(pieces)
+        if data:
+            self.writer.write(data)
+            await self.writer.drain()
+
     def close(self) -> None:
         self.writer.close()
 

@@ -146,16 +146,35 @@ class TunnelStream:
         return await self._response
 
     async def respond(
-        self, status: int, headers: Headers = (), *, end_stream: bool = False
+        self, status: int, headers: Headers = (), *, end_stream: bool = False, body: bytes = b""
     ) -> None:
-        """Agent: send the response head."""
+        """Agent: send the response head, and with ``body`` (then ``end_stream`` ends the
+        stream after it) a small whole answer in the same write when the window allows."""
         if self._error is not None:
             raise self._error
         self._conn._check_open()
-        self._conn.session.respond(self.stream_id, status, headers, end_stream=end_stream)
+        session = self._conn.session
+        if not body:
+            session.respond(self.stream_id, status, headers, end_stream=end_stream)
+            self._local_ended = self._local_ended or end_stream
+            self._maybe_finished()
+            await self._conn._flush()
+            return
+        session.respond(self.stream_id, status, headers)
+        sent = session.send_data(self.stream_id, body, end_stream=end_stream)
+        if sent < len(body):
+            await self._conn._flush()
+            await self.send(body[sent:], end_stream=end_stream)
+            return
         self._local_ended = self._local_ended or end_stream
         self._maybe_finished()
         await self._conn._flush()
+
+    @property
+    def ready(self) -> bool:
+        """:meth:`receive` would answer without waiting (data is buffered, or the stream
+        ended or failed): a relay can gather more before writing."""
+        return bool(self._chunks) or self._ended or self._error is not None
 
     async def receive(self) -> bytes:
         """The next chunk of the peer's body; ``b""`` once the peer ended the stream.
