@@ -3,10 +3,11 @@
 :class:`Upstream` is built once from the same kubeconfig (``SingleConfig``) the reconciler
 uses and reaches the apiserver two ways (DESIGN §4):
 
-- plain requests go through one pooled keep-alive HTTP/1.1 client (``httpx``), sent exactly as
+- plain requests go over a small pool of keep-alive HTTP/1.1 connections, sent exactly as
   given: no headers added or changed (``Accept-Encoding``, ``User-Agent`` are the client's),
-  the request target byte for byte (httpx would resolve ``..`` segments, so a path the gateway
-  authorised could turn into another one), bodies streamed both ways, never decompressed;
+  the request target byte for byte (a client library might resolve ``..`` segments, so a path
+  the gateway authorised could turn into another one), bodies streamed both ways, never
+  decompressed;
 - upgrade requests (exec, attach, port-forward) get a raw TLS connection each: the request
   head is written by hand, the response head read back (at most 64 KiB), and after a ``101``
   the connection is handed over for a byte relay.
@@ -29,8 +30,8 @@ import socket
 import ssl
 import tempfile
 import time
+from collections import deque
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -39,10 +40,8 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 from urllib.parse import urlsplit
 
-import httpx
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.config.models import User
 
@@ -60,7 +59,6 @@ MAX_IDLE_CONNECTIONS = 100
 # Below kube-apiserver's 90 s idle timeout, so a pooled connection is ours to close.
 KEEPALIVE_SECONDS = 30.0
 CLOSE_TIMEOUT = 2.0
-_TIMEOUTS = {"connect": CONNECT_TIMEOUT, "read": None, "write": None, "pool": None}
 # Reads have no timeout, so a vanished apiserver (host gone, no RST) must be found by TCP:
 # probes after 30 s of silence, every 15 s, 4 tries (Go's dialer, which kubectl uses, does
 # the same with 15 s).
@@ -285,31 +283,33 @@ def check_request_head(method: str, target: str, headers: Headers) -> None:
             raise InvalidRequest(f"the request header {name[:60]!r} is not valid HTTP/1.1")
 
 
-def _latin1(headers: Headers) -> list[tuple[bytes, bytes]]:
-    return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in headers]
-
-
-def _text(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
-
-
 # -- plain requests ----------------------------------------------------------------------------
 
 
 class UpstreamResponse:
     """A plain response: the head now, the body as it arrives (:meth:`relay_body`)."""
 
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-        self.status = response.status_code
-        self.headers = _text(response.headers.raw)
+    def __init__(self, connection: UpgradeConnection, method: str) -> None:
+        self._connection = connection
+        self._method = method
+        self.status = connection.status
+        self.headers = connection.headers
+        # Without a body to read, the connection is ready for the next request at once.
+        self.complete = method == "HEAD" or self.status in _NO_BODY_STATUSES
+        connection_header = (connection._header("connection") or "").lower()
+        delimited = (
+            "chunked" in (connection._header("transfer-encoding") or "").lower()
+            or connection._header("content-length") is not None
+        )
+        # A body that ends when the socket does, or a server that said so: not reusable.
+        self.reusable = "close" not in connection_header and (self.complete or delimited)
 
     @property
     def content_length(self) -> int | None:
         """The declared body length; ``None`` for a chunked (streamed) body."""
-        if "transfer-encoding" in self._response.headers:
+        if self._connection._header("transfer-encoding") is not None:
             return None
-        value = self._response.headers.get("content-length", "")
+        value = (self._connection._header("content-length") or "").strip()
         return int(value) if value.isdigit() else None
 
     async def read_small(self) -> bytes:
@@ -324,16 +324,11 @@ class UpstreamResponse:
         return bytes(body)
 
     async def relay_body(self, send: Send) -> None:
-        """Pass each body chunk to ``send`` as it arrives, undecoded; ``send`` waiting is
-        the backpressure. Raises :class:`UpstreamBroken` if the apiserver breaks off."""
-        # aiter_raw is an async generator: closed here, not left to the garbage collector.
-        raw = cast(AsyncGenerator[bytes, None], self._response.aiter_raw())
-        async with contextlib.aclosing(raw) as chunks:
-            try:
-                async for chunk in chunks:
-                    await send(chunk)
-            except httpx.TransportError as exc:
-                raise UpstreamBroken(_reason(exc)) from exc
+        """Pass each body chunk to ``send`` as it arrives (de-chunked, never decoded);
+        ``send`` waiting is the backpressure. Raises :class:`UpstreamBroken` if the
+        apiserver breaks off."""
+        await self._connection.relay_body(send, method=self._method)
+        self.complete = True
 
 
 # -- upgrades ----------------------------------------------------------------------------------
@@ -466,20 +461,13 @@ class Upstream:
         self.server = server
         self.ssl_context = ssl_context
         self._credential = credential
-        # The transport, not an AsyncClient: nothing between us and the wire (no auth flow,
-        # cookie jar, redirects, default headers) and no INFO log line per request.
-        self._transport = httpx.AsyncHTTPTransport(
-            verify=ssl_context if ssl_context is not None else True,
-            trust_env=False,
-            http1=True,
-            http2=False,
-            socket_options=_KEEPALIVE,
-            limits=httpx.Limits(
-                max_connections=None,  # every watch holds one: never make a request queue
-                max_keepalive_connections=MAX_IDLE_CONNECTIONS,
-                keepalive_expiry=KEEPALIVE_SECONDS,
-            ),
-        )
+        # Idle keep-alive connections, most recently used last. Our own small pool on the
+        # same raw HTTP/1.1 code as upgrades: httpx/httpcore cost ~1 ms of CPU per request
+        # here (its pool polls every idle socket on every request; anyio's TLS stream), the
+        # largest share of the agent's time per proxied request (docs/benchmarks.md).
+        self._idle: deque[tuple[UpgradeConnection, float]] = deque()
+        self._clock = time.monotonic
+        self.connections_opened = 0
 
     @classmethod
     def from_config(
@@ -508,37 +496,68 @@ class Upstream:
         body: AsyncIterable[bytes] | None,
     ) -> AsyncIterator[UpstreamResponse]:
         """Send one plain request exactly as given (``body`` is streamed; chunked unless
-        ``headers`` has a Content-Length) and yield the response once its head arrived.
+        ``headers`` has a Content-Length) on a pooled connection, and yield the response
+        once its head arrived. The connection goes back to the pool only when the response
+        was read to its end.
 
         Raises :class:`UpstreamUnavailable` when no response head came.
         """
-        request = httpx.Request(
-            method,
-            self.server.origin,
-            headers=_latin1(headers),
-            content=body,
-            extensions={
-                "target": (self.server.base_path + target).encode("latin-1"),
-                "timeout": _TIMEOUTS,
-            },
-        )
+        head = list(headers)
+        chunked = body is not None and not any(n.lower() == "content-length" for n, _ in head)
+        if chunked:
+            head.append(("Transfer-Encoding", "chunked"))
+        data = _encode_head(method, self.server.base_path + target, head)
+        # A pooled connection the apiserver closed meanwhile fails before any answer: a
+        # request without a body is then sent once more, on a new connection.
+        for attempt in range(2):
+            connection, reused = await self._checkout()
+            try:
+                connection.writer.write(data)
+                if body is not None:
+                    await _send_body(connection.writer, body, chunked=chunked)
+                await connection.writer.drain()
+                connection.status, connection.headers = await _read_response_head(connection.reader)
+            except (UpstreamUnavailable, OSError, ssl.SSLError) as exc:
+                await connection.close(abort=True)
+                if reused and body is None and attempt == 0:
+                    continue
+                if isinstance(exc, UpstreamUnavailable):
+                    raise
+                raise UpstreamUnavailable(_reason(exc)) from exc
+            except BaseException:
+                await connection.close(abort=True)
+                raise
+            break
+        response = UpstreamResponse(connection, method)
         try:
-            response = await self._transport.handle_async_request(request)
-        except httpx.LocalProtocolError as exc:
-            raise InvalidRequest(f"the request is not valid HTTP/1.1: {_reason(exc)}") from exc
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(_reason(exc)) from exc
-        response.request = request
-        try:
-            yield UpstreamResponse(response)
+            yield response
         finally:
-            await response.aclose()
+            if response.complete and response.reusable:
+                self._checkin(connection)
+            else:
+                await connection.close(abort=True)
 
-    async def open_upgrade(self, method: str, target: str, headers: Headers) -> UpgradeConnection:
-        """Connect, send an upgrade request head and read the answer head.
+    async def _checkout(self) -> tuple[UpgradeConnection, bool]:
+        """An idle pooled connection (answers True), or a new one."""
+        now = self._clock()
+        while self._idle:
+            connection, since = self._idle.pop()
+            if (
+                now - since < KEEPALIVE_SECONDS
+                and not connection.writer.is_closing()
+                and not connection.reader.at_eof()
+            ):
+                return connection, True
+            connection.writer.transport.abort()
+        return await self._connect(), False
 
-        Raises :class:`UpstreamUnavailable` when that fails; the caller closes the answer.
-        """
+    def _checkin(self, connection: UpgradeConnection) -> None:
+        if len(self._idle) >= MAX_IDLE_CONNECTIONS:
+            oldest, _ = self._idle.popleft()
+            oldest.writer.transport.abort()
+        self._idle.append((connection, self._clock()))
+
+    async def _connect(self) -> UpgradeConnection:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 reader, writer = await asyncio.open_connection(
@@ -552,15 +571,23 @@ class Upstream:
             raise UpstreamUnavailable(f"connecting timed out after {CONNECT_TIMEOUT:g} s") from None
         except (OSError, ssl.SSLError) as exc:
             raise UpstreamUnavailable(_reason(exc)) from exc
-        connection = UpgradeConnection(reader, writer, 0, [])
+        self.connections_opened += 1
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            for level, option, value in _KEEPALIVE:
+                sock.setsockopt(level, option, value)
+        return UpgradeConnection(reader, writer, 0, [])
+
+    async def open_upgrade(self, method: str, target: str, headers: Headers) -> UpgradeConnection:
+        """Connect, send an upgrade request head and read the answer head.
+
+        Raises :class:`UpstreamUnavailable` when that fails; the caller closes the answer.
+        """
+        connection = await self._connect()
         try:
-            sock = writer.get_extra_info("socket")
-            if sock is not None:
-                for level, option, value in _KEEPALIVE:
-                    sock.setsockopt(level, option, value)
-            writer.write(_encode_head(method, self.server.base_path + target, headers))
-            await writer.drain()
-            connection.status, connection.headers = await _read_response_head(reader)
+            connection.writer.write(_encode_head(method, self.server.base_path + target, headers))
+            await connection.writer.drain()
+            connection.status, connection.headers = await _read_response_head(connection.reader)
         except BaseException as exc:
             await connection.close(abort=True)
             if isinstance(exc, OSError):
@@ -570,4 +597,22 @@ class Upstream:
 
     async def aclose(self) -> None:
         """Close the keep-alive pool (upgrade connections belong to their requests)."""
-        await self._transport.aclose()
+        while self._idle:
+            connection, _ = self._idle.pop()
+            await connection.close()
+
+
+async def _send_body(
+    writer: asyncio.StreamWriter, body: AsyncIterable[bytes], *, chunked: bool
+) -> None:
+    """Stream a request body, chunk-encoded when it has no Content-Length."""
+    async for chunk in body:
+        if not chunk:
+            continue
+        if chunked:
+            writer.write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        else:
+            writer.write(chunk)
+        await writer.drain()
+    if chunked:
+        writer.write(b"0\r\n\r\n")
