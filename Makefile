@@ -1,7 +1,7 @@
 # kubegate developer commands. `make demo` and `make test` are the two the README starts with.
 VENV := .venv/bin
 
-.PHONY: demo test check fmt lint type test-e2e testenv setup bench
+.PHONY: demo test check fmt lint type test-e2e testenv setup bench bench-proxy
 
 demo: setup ## Build the local test environment if needed and run the demo until Ctrl-C
 	$(VENV)/kubegate demo
@@ -35,3 +35,7 @@ test-e2e: ## Only the tests against real components
 
 bench: testenv ## Benchmarks on the real stack (minutes): docs/benchmarks.json, docs/benchmarks.md
 	$(VENV)/python -m benchmarks.reconcile
+	$(VENV)/python -m benchmarks.proxy
+
+bench-proxy: testenv ## Only the proxy benchmark (GET/LIST, watches, port-forward, token mints)
+	$(VENV)/python -m benchmarks.proxy
