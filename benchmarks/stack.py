@@ -12,7 +12,6 @@ import asyncio
 import datetime as dt
 import os
 import ssl
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +31,6 @@ from kubegate.server.pagination import MAX_LIMIT, encode_cursor
 from kubegate.testenv.agent import AgentProcess
 from kubegate.testenv.controlplane import ControlPlane
 from kubegate.testenv.gateway import GatewayServer
-from kubegate.testenv.processes import ManagedProcess
 
 Report = Callable[[str], None]
 UNAVAILABLE_RETRIES = 5
@@ -55,46 +53,6 @@ class GrantJson(TypedDict):
     created_at: str
 
 
-class TunedGatewayServer(GatewayServer):
-    """A :class:`GatewayServer` started with extra ``KUBEGATE_*`` settings (a benchmark
-    raising the proxy's per-identity limits so that they do not interfere).
-
-    ``GatewayServer.start`` drops every ``KUBEGATE_*`` variable of its caller, so this
-    repeats it with ``env`` added.
-    """
-
-    def __init__(self, data_dir: Path, env: Mapping[str, str]) -> None:
-        super().__init__(data_dir)
-        self.env = dict(env)
-
-    def start(self, timeout: float = 30) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEGATE_")}
-        env.update(
-            KUBEGATE_DATA_DIR=str(self.data_dir),
-            KUBEGATE_BOOTSTRAP_ADMIN_EMAIL=self.admin_email,
-            KUBEGATE_BOOTSTRAP_ADMIN_PASSWORD=self.admin_password,
-            KUBEGATE_PROXY_PORT=str(self.proxy_port),
-            **self.env,
-        )
-        self._process = ManagedProcess(
-            "kubegate-server",
-            [sys.executable, "-m", "kubegate", "server", "--port", str(self.port)],
-            self.data_dir / "server.log",
-            env=env,
-        )
-
-        def ready() -> bool:
-            if not self.ca_file.exists():
-                return False
-            try:
-                return httpx.get(f"{self.url}/readyz", verify=self._tls()).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        self._process.wait_until(ready, timeout=timeout, what="ready (/readyz)")
-
-
 class Stack:
     """A control plane, a ``kubegate server`` with one registered cluster, and its agent.
 
@@ -112,11 +70,7 @@ class Stack:
         self.workdir = workdir
         self.report = report
         self.control_plane = ControlPlane(workdir / "control-plane", report=report)
-        self.server: GatewayServer = (
-            TunedGatewayServer(workdir / "server", server_env)
-            if server_env
-            else GatewayServer(workdir / "server")
-        )
+        self.server = GatewayServer(workdir / "server", extra_env=server_env)
         self.token = ""
         self.cluster_id = ""
         self._agent_credential = ""

@@ -21,7 +21,7 @@ Kubernetes ``Status`` (503 when the apiserver cannot be reached).
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -34,6 +34,7 @@ from kubegate.agent.upstream import (
     check_request_head,
 )
 from kubegate.errors import InvalidRequest, KubegateError
+from kubegate.proxy.status import status_response
 from kubegate.tunnel.exchange import (
     ProxiedRequest,
     decode_request,
@@ -156,23 +157,11 @@ class _Exchange:
         if self.responded:  # too late for a status: the gateway must see a cut
             await self.stream.cancel()
             return
-        body = json.dumps(
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Failure",
-                "message": message,
-                "reason": error.reason,
-                "code": error.status,
-            }
-        ).encode()
-        headers = (("content-type", "application/json"), ("content-length", str(len(body))))
-        try:
-            await self.stream.respond(error.status, headers)
-            await self.stream.send(body, end_stream=True)
-        except _GONE:
-            pass
+        answer = status_response(type(error)(message))
+        with contextlib.suppress(*_GONE):
+            await self.stream.respond(
+                answer.status, answer.headers, end_stream=True, body=answer.body
+            )
 
     # -- plain requests ------------------------------------------------------------------
 

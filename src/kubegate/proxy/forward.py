@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
 STREAMING_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
-_FORWARDING = frozenset({"x-forwarded-for", "forwarded", "x-real-ip"})
 
 
 class BadGateway(KubegateError):
@@ -123,9 +122,9 @@ class Forwarder:
                 return await self._refuse(conn, exc, outcome)
             if admitted.kind is not None:
                 release = self.streams if admitted.kind == "stream" else self.watches
-            # The apiserver's audit log gets kubectl's real address, not one it claims.
-            headers = [h for h in admitted.headers if h[0] not in _FORWARDING]
-            headers.append(("x-forwarded-for", conn.peer.rsplit(":", 1)[0]))
+            # The apiserver's audit log gets kubectl's real address (headers.py dropped any
+            # address the client claimed).
+            headers = [*admitted.headers, ("x-forwarded-for", conn.peer.rsplit(":", 1)[0])]
             return await self._relay(conn, request, outcome, admitted, headers)
         finally:
             if release is not None and outcome.identity is not None:

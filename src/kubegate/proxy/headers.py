@@ -1,7 +1,8 @@
 """Which headers cross the proxy, each way.
 
 Towards the cluster, nothing a client sends may speak for it: its ``Authorization``,
-``Impersonate-*``, ``X-Remote-*``, cookies, kubegate's internal headers and any bearer token
+``Impersonate-*``, ``X-Remote-*``, cookies, claimed source addresses (``X-Forwarded-For``,
+``Forwarded``, ``X-Real-IP``), kubegate's internal headers and any bearer token
 smuggled in a WebSocket subprotocol are removed, and so are hop-by-hop headers, which the
 tunnel (HTTP/2) cannot carry. The caller re-adds ``Connection: Upgrade`` / ``Upgrade`` from
 :attr:`CleanRequest.upgrade` on upgrade requests. Pure: header lists in, header lists out.
@@ -29,6 +30,10 @@ HOP_BY_HOP = frozenset(
 
 CLIENT_CREDENTIALS = frozenset({"authorization", "cookie", "host"})
 """Request headers a client may not forward: its own credentials, and the proxy's host."""
+
+CLIENT_ADDRESS_CLAIMS = frozenset({"x-forwarded-for", "forwarded", "x-real-ip"})
+"""Where a client would claim another source address; the proxy sets ``X-Forwarded-For``
+from the real peer instead, which the apiserver's audit log records."""
 
 STRIPPED_PREFIXES = ("impersonate-", "x-remote-", "kubegate-")
 """Request header prefixes never forwarded: impersonation, front-proxy identity, internal."""
@@ -135,7 +140,12 @@ def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
 
 
 def _is_stripped_request_header(name: str) -> bool:
-    return name in HOP_BY_HOP or name in CLIENT_CREDENTIALS or name.startswith(STRIPPED_PREFIXES)
+    return (
+        name in HOP_BY_HOP
+        or name in CLIENT_CREDENTIALS
+        or name in CLIENT_ADDRESS_CLAIMS
+        or name.startswith(STRIPPED_PREFIXES)
+    )
 
 
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:

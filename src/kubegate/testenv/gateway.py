@@ -6,6 +6,7 @@ import os
 import secrets
 import ssl
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,15 @@ class GatewayServer:
 
     admin_email = "admin@kubegate.local"
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        """``extra_env`` adds ``KUBEGATE_*`` settings (the caller's own are never inherited)."""
         self.data_dir = data_dir
+        self.extra_env = dict(extra_env or {})
         self.port = port or free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.proxy_port = free_port()
@@ -44,6 +52,7 @@ class GatewayServer:
             KUBEGATE_BOOTSTRAP_ADMIN_EMAIL=self.admin_email,
             KUBEGATE_BOOTSTRAP_ADMIN_PASSWORD=self.admin_password,
             KUBEGATE_PROXY_PORT=str(self.proxy_port),
+            **self.extra_env,
         )
         self._process = ManagedProcess(
             "kubegate-server",

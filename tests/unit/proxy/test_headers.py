@@ -318,3 +318,10 @@ def test_only_the_first_authorization_header_counts() -> None:
 
 def test_authorization_name_is_case_insensitive() -> None:
     assert bearer_token([(b"Authorization", b"Bearer t")]) == "t"
+
+
+@pytest.mark.parametrize("name", ["X-Forwarded-For", "Forwarded", "X-Real-IP"])
+def test_a_claimed_source_address_is_dropped(name: str) -> None:
+    clean = clean_request_headers(raw((name, "10.9.9.9"), ("accept", "*/*")))
+    assert clean.headers == (("accept", "*/*"),)
+    assert clean.stripped == (name.lower(),)
