@@ -147,7 +147,7 @@ def agent(
     Runs in the cluster (Deployment from `kubegate cluster install-manifest`) or anywhere
     with --kubeconfig. It only opens outbound connections; logs are JSON lines on stderr.
     """
-    import asyncio
+    import uvloop
 
     from kubegate import logs
     from kubegate.agent.client import TunnelTarget
@@ -176,7 +176,7 @@ def agent(
     signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())
     try:
         target.tunnel_url  # noqa: B018  (validates the URL before anything starts)
-        asyncio.run(run_agent(options))
+        uvloop.run(run_agent(options))
     except KubegateError as exc:
         _err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
