@@ -26,7 +26,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from kubegate.agent.upstream import (
-    READ_CHUNK,
     UpgradeConnection,
     Upstream,
     UpstreamBroken,
@@ -49,6 +48,10 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 # A body of known length up to this size is read before the head goes, so head and body
 # travel in two tunnel writes instead of three (most API answers are this small).
 SMALL_BODY = 64 * 1024
+# Upgraded bytes (port-forward, cp, exec) are read in pieces up to this: fewer, larger tunnel
+# messages cost less per byte (port-forward went from about 45 % to 50-60 % of direct with
+# 256 KiB instead of 64 KiB).
+UPGRADED_READ = 256 * 1024
 _GONE = (StreamCancelled, TunnelClosed)  # the gateway's side of the stream is over
 
 
@@ -246,7 +249,7 @@ class _Exchange:
 
         async def to_tunnel() -> None:
             try:
-                while data := await connection.reader.read(READ_CHUNK):
+                while data := await connection.reader.read(UPGRADED_READ):
                     await self.stream.send(data)
             except OSError as exc:
                 raise UpstreamBroken(str(exc) or type(exc).__name__) from exc

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READ_SIZE = 64 * 1024
+# An upgraded connection's bytes go into the tunnel in pieces up to this (see the agent's
+# UPGRADED_READ).
+UPGRADED_READ = 256 * 1024
 STREAMING_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 
 
@@ -396,7 +399,7 @@ class Forwarder:
             if first:
                 outcome.bytes_in += len(first)
                 await stream.send(first)
-            while data := await conn.reader.read(READ_SIZE):
+            while data := await conn.reader.read(UPGRADED_READ):
                 outcome.bytes_in += len(data)
                 await stream.send(data)
             await stream.end()

@@ -412,3 +412,15 @@ def test_random_bytes_after_a_valid_preface_only_raise_protocol_errors(
                 target.receive_data(chunk, 0.0)
         except TunnelProtocolError:
             pass
+
+
+def test_a_data_frame_is_described_by_its_length_not_its_bytes() -> None:
+    # h2 builds repr(frame) for every frame it receives; the payload must not be hex-encoded.
+    import hyperframe.frame
+
+    import kubegate.tunnel.session  # noqa: F401  (installs the short description)
+
+    frame = hyperframe.frame.DataFrame(1)
+    frame.data = b"\xab" * 65536
+    assert repr(frame).endswith("<65536 bytes>")
+    assert "ab" not in repr(frame)
