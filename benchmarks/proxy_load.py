@@ -258,6 +258,11 @@ class WatchPool:
             generator_rss_kib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         )
 
+    def arm(self, marker: str) -> None:
+        """Look for ``marker`` in every line read from now on. Called before the object is
+        made: a watch can receive its event before :meth:`expect` is called."""
+        self.markers.add(f'"name":"{marker}"'.encode())
+
     async def expect(self, marker: str, since: float, deadline_s: float) -> WatchEventResult:
         """Wait until every open watch has seen ``marker`` (or ``deadline_s`` passed)."""
         key = f'"name":"{marker}"'.encode()
@@ -333,6 +338,9 @@ async def _answer(pool: WatchPool, op: str, command: dict[str, Any]) -> dict[str
         target = Target.from_json(command["target"])
         opened = await pool.open(target, command["path"], command["total"], command["parallel"])
         return asdict(opened)
+    if op == "watch_arm":
+        pool.arm(command["marker"])
+        return {"armed": command["marker"]}
     if op == "watch_expect":
         seen = await pool.expect(command["marker"], command["since"], command["deadline_s"])
         return asdict(seen)

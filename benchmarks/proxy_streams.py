@@ -174,6 +174,8 @@ class StreamPhases:
             event = None
             if opened.open:
                 marker = f"marker-{wanted}"
+                # Armed first: the first watches get the event before watch_expect arrives.
+                self.generator.call("watch_arm", marker=marker)
                 since = time.monotonic()
                 kube.create(ConfigMap(metadata=ObjectMeta(name=marker, namespace=WATCH_NAMESPACE)))
                 event = WatchEventResult.from_json(
