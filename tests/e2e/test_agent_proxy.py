@@ -213,10 +213,13 @@ class Gateway:
         *,
         upgrade: str | None = None,
         end_stream: bool | None = None,
+        long_running: bool = False,
     ) -> TunnelStream:
         """Open the stream as the gateway would (the user's email, cleaned headers); a
         plain request without a body ends at once, an upgrade stays open for its bytes."""
-        head = tunnel_request_headers(headers, user=user, upgrade=upgrade)
+        head = tunnel_request_headers(
+            headers, user=user, upgrade=upgrade, long_running=long_running
+        )
         if end_stream is None:
             end_stream = upgrade is None
         return await self.connection.open_stream(method, path, tuple(head), end_stream=end_stream)
@@ -238,6 +241,7 @@ class Proxy(Gateway):
     """A gateway whose agent reaches the apiserver through :attr:`relay`."""
 
     relay: CountingRelay
+    upstream: Upstream
 
 
 async def read_all(stream: TunnelStream) -> bytes:
@@ -275,7 +279,7 @@ async def proxy(kube_credentials: Credentials) -> AsyncIterator[Proxy]:
         )
         try:
             async with tunnel_to(upstream) as gateway:
-                yield Proxy(gateway, relay)
+                yield Proxy(gateway, relay, upstream)
         finally:
             await upstream.aclose()
 
@@ -473,6 +477,75 @@ async def test_apiserver_breaking_off_a_watch_resets_the_stream(
                 pass
     failures = [r for r in caplog.records if r.getMessage() == "proxied request failed"]
     assert [getattr(r, "path", None) for r in failures] == [path]
+
+
+async def test_long_running_watches_share_one_http2_connection_to_the_apiserver(
+    proxy: Proxy, admin: AsyncClient, namespace: str, email: str
+) -> None:
+    await bind(admin, namespace, email, "view")
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    await until_status(lambda: proxy.call("GET", path, email), 200)
+    accepted = proxy.relay.accepted
+
+    watches = [
+        await proxy.open("GET", f"{path}?watch=1", email, long_running=True) for _ in range(20)
+    ]
+    assert [(await w.response()).status for w in watches] == [200] * 20
+    await admin.create(ConfigMap.from_dict({"metadata": {"name": "one", "namespace": namespace}}))
+    for watch in watches:
+        await read_until(watch, b'"name":"one"', bytearray())
+    assert proxy.relay.accepted - accepted == 1  # twenty watches, one connection
+    shared = proxy.upstream.shared
+    assert shared is not None and shared.connections_opened == 1
+
+    # Cancelling one watch resets its HTTP/2 stream only: the others carry on.
+    await watches.pop().cancel()
+    await admin.create(ConfigMap.from_dict({"metadata": {"name": "two", "namespace": namespace}}))
+    for watch in watches:
+        await read_until(watch, b'"name":"two"', bytearray())
+    assert proxy.relay.accepted - accepted == 1
+
+
+async def test_a_shared_watch_is_authorised_per_user(
+    proxy: Proxy, admin: AsyncClient, namespace: str, email: str
+) -> None:
+    await bind(admin, namespace, email, "view")
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    await until_status(lambda: proxy.call("GET", path, email), 200)
+    allowed = await proxy.open("GET", f"{path}?watch=1", email, long_running=True)
+    assert (await allowed.response()).status == 200
+
+    stranger = f"u-{uuid.uuid4().hex[:8]}@example.com"
+    refused = await proxy.open("GET", f"{path}?watch=1", stranger, long_running=True)
+    head = await refused.response()
+    body = json.loads(await read_all(refused))
+
+    assert head.status == 403
+    assert body["kind"] == "Status" and f"{PREFIX}{stranger}" in body["message"]
+
+
+async def test_apiserver_breaking_off_a_shared_watch_resets_the_stream(
+    proxy: Proxy, admin: AsyncClient, namespace: str, email: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await bind(admin, namespace, email, "view")
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    await until_status(lambda: proxy.call("GET", path, email), 200)
+    watch = await proxy.open("GET", f"{path}?watch=1", email, long_running=True)
+    assert (await watch.response()).status == 200
+    await admin.create(ConfigMap.from_dict({"metadata": {"name": "first", "namespace": namespace}}))
+    await read_until(watch, b'"name":"first"', bytearray())
+
+    proxy.relay.cut()
+
+    with pytest.raises(StreamCancelled):
+        async with asyncio.timeout(GUARD):
+            while await watch.receive():
+                pass
+    failures = [r for r in caplog.records if r.getMessage() == "proxied request failed"]
+    assert [getattr(r, "path", None) for r in failures] == [path]
+    # The next watch gets a new connection.
+    again = await proxy.open("GET", f"{path}?watch=1", email, long_running=True)
+    assert (await again.response()).status == 200
 
 
 async def test_pod_logs_are_returned_and_followed(

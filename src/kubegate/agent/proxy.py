@@ -23,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 
+from kubegate.agent.multiplex import SharedConnections
 from kubegate.agent.upstream import (
     UpgradeConnection,
     Upstream,
@@ -170,6 +172,15 @@ class _Exchange:
 
     async def _plain(self, head: list[tuple[str, str]]) -> None:
         request = self.request
+        shared = self.upstream.shared
+        if (
+            request.long_running
+            and self.bodiless
+            and shared is not None
+            and shared.available
+            and await self._shared(shared, head)
+        ):
+            return
         body = await self._request_body()
         async with self.upstream.request(request.method, request.target, head, body) as answer:
             status, headers = tunnel_response_head(answer.status, answer.headers)
@@ -188,6 +199,40 @@ class _Exchange:
             self.responded = True
             await answer.relay_body(self.stream.send)
             await self.stream.end()
+
+    async def _shared(self, shared: SharedConnections, head: list[tuple[str, str]]) -> bool:
+        """A watch or followed log on a shared HTTP/2 connection; False (nothing sent yet)
+        when the apiserver turned out not to speak HTTP/2."""
+        request = self.request
+        target = self.upstream.server.base_path + request.target
+        try:
+            async with shared.request(request.method, target, head) as answer:
+                if answer is None:
+                    return False
+                response, upstream = answer
+                status, headers = tunnel_response_head(response.status, response.headers)
+                await self.stream.respond(status, tuple(headers), end_stream=response.end_stream)
+                self.responded = True
+                if response.end_stream:
+                    return True
+                while True:
+                    try:
+                        chunk = await upstream.receive()
+                    except (StreamCancelled, TunnelClosed) as exc:
+                        raise UpstreamBroken(str(exc)) from exc
+                    if not chunk:
+                        break
+                    await self.stream.send(chunk)
+                await self.stream.end()
+                return True
+        except TimeoutError:
+            raise UpstreamUnavailable("connecting timed out") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise UpstreamUnavailable(str(exc) or type(exc).__name__) from exc
+        except (StreamCancelled, TunnelClosed) as exc:
+            if self.responded or self.stream.is_dead:
+                raise
+            raise UpstreamUnavailable(f"its HTTP/2 connection failed: {exc}") from exc
 
     async def _request_body(self) -> AsyncIterator[bytes] | None:
         """The request body as a stream from the tunnel, or ``None`` when there is none.

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.config.models import User
 
+from kubegate.agent.multiplex import SharedConnections
 from kubegate.errors import InvalidRequest, KubegateError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -224,9 +225,10 @@ def _b64(data: str, what: str) -> bytes:
         raise KubegateError(f"the kubeconfig's {what} is not valid base64") from exc
 
 
-def tls_context(config: SingleConfig) -> ssl.SSLContext | None:
+def tls_context(config: SingleConfig, alpn: Sequence[str] = ("http/1.1",)) -> ssl.SSLContext | None:
     """Trust the cluster CA (or nothing, with ``insecure-skip-tls-verify``), present the
-    client certificate when there is one, offer ALPN ``http/1.1`` only. ``None`` for http."""
+    client certificate when there is one, offer ``alpn`` (``http/1.1`` only by default).
+    ``None`` for http."""
     cluster, user = config.cluster, config.user
     if ApiServer.from_url(cluster.server).scheme != "https":
         return None
@@ -243,7 +245,7 @@ def tls_context(config: SingleConfig) -> ssl.SSLContext | None:
             ctx.verify_mode = ssl.CERT_NONE
         if user is not None:
             _load_client_certificate(ctx, config, user)
-        ctx.set_alpn_protocols(["http/1.1"])
+        ctx.set_alpn_protocols(list(alpn))
     except (ssl.SSLError, OSError, UnicodeDecodeError, ValueError) as exc:
         raise KubegateError(
             f"cannot set up TLS to the Kubernetes API server from the kubeconfig: {exc}"
@@ -496,6 +498,8 @@ class Upstream:
         self._idle: deque[tuple[UpgradeConnection, float]] = deque()
         self._clock = time.monotonic
         self.connections_opened = 0
+        # Watches and followed logs, on shared HTTP/2 connections (set by from_config).
+        self.shared: SharedConnections | None = None
 
     @classmethod
     def from_config(
@@ -505,7 +509,13 @@ class Upstream:
         agent cannot use (exec plugins, auth providers, unreadable certificates)."""
         server = ApiServer.from_url(config.cluster.server)
         credential = credential_for(config.user, config.abs_file, clock=clock)
-        return cls(server, tls_context(config), credential)
+        upstream = cls(server, tls_context(config), credential)
+        h2_context = tls_context(config, alpn=("h2",))
+        if h2_context is not None:
+            upstream.shared = SharedConnections(
+                server.host, server.port, h2_context, authority=server.host_header
+            )
+        return upstream
 
     @property
     def host_header(self) -> str:
@@ -624,10 +634,13 @@ class Upstream:
         return connection
 
     async def aclose(self) -> None:
-        """Close the keep-alive pool (upgrade connections belong to their requests)."""
+        """Close the keep-alive pool and the shared HTTP/2 connections (upgrade connections
+        belong to their requests)."""
         while self._idle:
             connection, _ = self._idle.pop()
             await connection.close()
+        if self.shared is not None:
+            await self.shared.aclose()
 
 
 async def _send_body(

@@ -230,7 +230,14 @@ class Forwarder:
             stream = await link.connection.open_stream(
                 outcome.method,
                 admitted.target,
-                tuple(tunnel_request_headers(headers, user=identity.email, upgrade=upgrade)),
+                tuple(
+                    tunnel_request_headers(
+                        headers,
+                        user=identity.email,
+                        upgrade=upgrade,
+                        long_running=admitted.kind == "watch",
+                    )
+                ),
                 # An upgrade's stream stays open: the new protocol's bytes follow the head.
                 end_stream=not has_body and upgrade is None,
             )

@@ -6,7 +6,9 @@ status, so two ``kubegate-*`` headers carry what they would say:
 
 - request: ``kubegate-user`` is the authenticated user's email (the agent impersonates
   ``<prefix><email>``); ``kubegate-upgrade`` is the client's ``Upgrade`` value on an upgrade
-  request (exec, attach, cp, port-forward), absent otherwise.
+  request (exec, attach, cp, port-forward), absent otherwise; ``kubegate-long-running: watch``
+  marks a request the gateway counted as long-running (a watch, a followed log), which the
+  agent may carry on an HTTP/2 connection to the apiserver shared with other such requests.
 - response: an upstream ``101 Switching Protocols`` travels as ``:status 200`` with
   ``kubegate-upgrade: <the upstream's Upgrade value>``; from then on the stream's DATA frames
   carry the upgraded connection's raw bytes both ways (WebSocket or SPDY frames, never
@@ -25,6 +27,7 @@ from kubegate.errors import TunnelProtocolError
 
 USER_HEADER = "kubegate-user"
 UPGRADE_HEADER = "kubegate-upgrade"
+LONG_RUNNING_HEADER = "kubegate-long-running"
 # The group every impersonated kubegate user gets besides system:authenticated.
 KUBEGATE_GROUP = "kubegate:authenticated"
 SWITCHED = 200  # the :status a 101 travels as
@@ -72,13 +75,16 @@ class ProxiedRequest:
     headers: tuple[tuple[str, str], ...]
     user: str
     upgrade: str | None
+    long_running: bool = False
 
 
 def tunnel_request_headers(
-    headers: Headers, *, user: str, upgrade: str | None
+    headers: Headers, *, user: str, upgrade: str | None, long_running: bool = False
 ) -> list[tuple[str, str]]:
     """Gateway: the stream's request headers, from already-cleaned client headers."""
     out = [(USER_HEADER, user)]
+    if long_running:
+        out.append((LONG_RUNNING_HEADER, "watch"))
     if upgrade is None:
         out.extend(headers)
         return out
@@ -93,6 +99,7 @@ def decode_request(method: str, target: str, headers: Headers) -> ProxiedRequest
     """Agent: the request the gateway sent; refuses a stream that names no user."""
     user: str | None = None
     upgrade: str | None = None
+    long_running = False
     kept: list[tuple[str, str]] = []
     for name, value in headers:
         key = name.lower()
@@ -100,13 +107,15 @@ def decode_request(method: str, target: str, headers: Headers) -> ProxiedRequest
             user = value
         elif key == UPGRADE_HEADER:
             upgrade = value
+        elif key == LONG_RUNNING_HEADER:
+            long_running = value == "watch"
         elif key not in _AGENT_DROPS and not key.startswith(_AGENT_DROP_PREFIXES):
             kept.append((key, value))
     if not user:
         raise TunnelProtocolError("a proxied request arrived without the user it is for")
     if not target.startswith("/"):
         raise TunnelProtocolError("a proxied request's path must start with /")
-    return ProxiedRequest(method, target, tuple(kept), user, upgrade)
+    return ProxiedRequest(method, target, tuple(kept), user, upgrade, long_running)
 
 
 def upstream_request_head(

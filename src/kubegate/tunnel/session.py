@@ -179,8 +179,9 @@ class _Connection(h2.connection.H2Connection):
 class TunnelSession:
     """The HTTP/2 state of one tunnel connection, as gateway (client) or agent (server)."""
 
-    def __init__(self, *, client: bool, now: float = 0.0) -> None:
+    def __init__(self, *, client: bool, now: float = 0.0, authority: str = "agent") -> None:
         self.client = client
+        self.authority = authority
         config = h2.config.H2Configuration(client_side=client, header_encoding=None)
         self._h2 = _Connection(config)
         self._h2.initiate_connection()
@@ -276,7 +277,12 @@ class TunnelSession:
     ) -> int:
         """Gateway: start a request; answers its stream id."""
         stream_id = self._h2.get_next_available_stream_id()
-        head = [(":method", method), (":scheme", "https"), (":authority", "agent"), (":path", path)]
+        head = [
+            (":method", method),
+            (":scheme", "https"),
+            (":authority", self.authority),
+            (":path", path),
+        ]
         self._send_headers(stream_id, [*head, *headers], end_stream)
         return stream_id
 

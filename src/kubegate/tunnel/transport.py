@@ -250,11 +250,12 @@ class TunnelConnection:
         handler: StreamHandler | None = None,
         name: str = "tunnel",
         clock: Callable[[], float] = time.monotonic,
+        authority: str = "agent",
     ) -> None:
         self.channel = channel
         self.name = name
         self._clock = clock
-        self.session = TunnelSession(client=client, now=clock())
+        self.session = TunnelSession(client=client, now=clock(), authority=authority)
         self._handler = handler
         self._streams: dict[int, TunnelStream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
