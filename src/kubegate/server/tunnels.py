@@ -85,6 +85,9 @@ class AgentLink:
     connected_at: dt.datetime
     info: dict[str, str] = dataclasses.field(default_factory=dict)
     changed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    # Set once the connect is recorded (last_seen_at, waiting grants pending): only then is
+    # the cluster reported online, so nobody sees it online with no last-seen time.
+    recorded: bool = False
 
 
 class TunnelRegistry:
@@ -96,7 +99,8 @@ class TunnelRegistry:
         self._access_listeners: list[Callable[[str], None]] = []
 
     def is_online(self, cluster_id: str) -> bool:
-        return cluster_id in self._links
+        link = self._links.get(cluster_id)
+        return link is not None and link.recorded
 
     def link(self, cluster_id: str) -> AgentLink | None:
         return self._links.get(cluster_id)
@@ -189,6 +193,7 @@ class TunnelRegistry:
         if previous is not None:
             await previous.connection.close("replaced by a newer connection from the agent")
         await rbac_sync.mark_online(self._sessions, link.cluster_id)
+        link.recorded = True
         log.info(
             "agent connected",
             extra={
