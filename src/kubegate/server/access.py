@@ -34,7 +34,7 @@ from kubegate.domain.access import (
 from kubegate.errors import NotFound, ValidationFailed
 from kubegate.server.audit import failures_recorded, record
 from kubegate.server.deps import ApiCaller, Db, PortalCaller, Principal, State
-from kubegate.server.kube_tokens import IssuedKubeconfig, Issuer, KubeTokenIssuer, MintedToken
+from kubegate.server.kube_tokens import IssuedKubeconfig, Issuer, KubeTokenIssuer
 from kubegate.server.pagination import PageRequest, encode_cursor, next_cursor, paginate
 from kubegate.server.routers.auth import user_out
 from kubegate.server.routers.clusters import get_cluster
@@ -43,7 +43,6 @@ from kubegate.server.schemas.access import (
     Capabilities,
     GrantCreate,
     GrantOut,
-    KubeTokenRequest,
     RevokeAllResult,
 )
 from kubegate.server.schemas.auth import UserOut
@@ -389,31 +388,20 @@ class ClusterAccess:
         self.tunnels.desired_changed(cluster_id)
         return RevokeAllResult(grants_removed=len(removed), token_epoch=epoch)
 
-    async def mint_token(self, cluster_id: str, body: KubeTokenRequest | None) -> MintedToken:
-        """A kube token for the caller on the cluster: they need a grant on it (any status;
-        admins too). :meth:`KubeTokenIssuer.mint` has the checks, in order."""
-        ttl_seconds = body.ttl_seconds if body else None
-        return await self.issuer.mint(
-            self.db,
-            self.sessions,
-            self.caller,
-            cluster_id,
-            ttl_seconds=ttl_seconds,
-            via="k8s-token",
-        )
-
     async def kubeconfig(self, cluster_id: str) -> IssuedKubeconfig:
-        """A complete kubeconfig for the cluster with a freshly minted kube token (the same
-        checks and rate limit as :meth:`mint_token`)."""
-        return await self.issuer.kubeconfig(self.db, self.sessions, self.caller, cluster_id)
+        """A complete kubeconfig for the cluster with a freshly minted kube token (the checks
+        and rate limit of :meth:`KubeTokenIssuer.mint`)."""
+        return await self.issuer.kubeconfig(self.caller, cluster_id)
 
 
-def api_cluster_access(caller: ApiCaller, db: Db, state: State, issuer: Issuer) -> ClusterAccess:
+async def api_cluster_access(
+    caller: ApiCaller, db: Db, state: State, issuer: Issuer
+) -> ClusterAccess:
     """FastAPI dependency: Cluster Access for a bearer-token caller."""
     return ClusterAccess(db, state.sessions, state.settings, caller, state.tunnels, issuer)
 
 
-def portal_cluster_access(
+async def portal_cluster_access(
     caller: PortalCaller, db: Db, state: State, issuer: Issuer
 ) -> ClusterAccess:
     """FastAPI dependency: Cluster Access for a portal session (writes checked for CSRF)."""

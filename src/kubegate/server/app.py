@@ -18,7 +18,10 @@ from kubegate.proxy.forward import Forwarder
 from kubegate.proxy.server import ProxyServer, proxy_tls_context
 from kubegate.server import handlers
 from kubegate.server.bootstrap import Announce, bootstrap
+from kubegate.server.credentials import CredentialLookup
+from kubegate.server.kube_tokens import GatewayCA
 from kubegate.server.middleware import AccessLog, BodyLimit
+from kubegate.server.minter import Minter, MintLimiter
 from kubegate.server.routers import (
     agent,
     audit_log,
@@ -33,7 +36,7 @@ from kubegate.server.state import AppState
 from kubegate.server.tls import ensure_serving_tls
 from kubegate.server.tunnels import TunnelRegistry
 from kubegate.settings import Settings
-from kubegate.storage.engine import create_engine, database_url, session_factory
+from kubegate.storage.engine import RoundTrips, create_engine, database_url, session_factory
 from kubegate.storage.migrate import upgrade
 
 
@@ -47,6 +50,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(database_url(settings))
+        trips = RoundTrips(engine)
         try:
             await upgrade(engine)
             sessions = session_factory(engine)
@@ -60,6 +64,9 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
                 port=settings.proxy_port,
                 tls=_proxy_tls(settings),
             )
+            mint_limiter = MintLimiter(settings.kube_token_mints_per_minute)
+            credentials = CredentialLookup(trips)
+            minter = Minter(trips, settings, mint_limiter)
             state = AppState(
                 settings=settings,
                 engine=engine,
@@ -67,14 +74,23 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
                 tunnels=tunnels,
                 authority=authority,
                 proxy=proxy,
+                credentials=credentials,
+                minter=minter,
+                mint_limiter=mint_limiter,
+                gateway_ca=GatewayCA(settings),
             )
             await bootstrap(state.sessions, settings, announce)
             app.state.kubegate = state
             await proxy.start()
             audit_task = asyncio.create_task(audit.run(), name="proxy audit")
+            credentials.start()
+            minter.start()
             try:
                 yield
             finally:
+                # Requests have finished; mints still queued are written before the end.
+                await minter.close()
+                await credentials.close()
                 await proxy.close()
                 await tunnels.close_all("the server is shutting down")
                 await authority.close()
@@ -82,6 +98,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await audit_task
         finally:
+            trips.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -3,6 +3,9 @@
 A successful action's event is written in the action's own transaction, so both land or
 neither does. A refused or failed action is recorded in a transaction of its own, after the
 action's has rolled back.
+
+:func:`audit_row` is the event as a plain row, for writers that insert with Core rather than
+through a session (kube token mints, :mod:`kubegate.server.minter`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,45 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kubegate.errors import KubegateError
 from kubegate.server.deps import Principal
-from kubegate.storage.models import AuditEvent, is_id
+from kubegate.storage.models import AuditEvent, is_id, new_id, utcnow
+
+
+def audit_row(
+    principal: Principal | None,
+    action: str,
+    *,
+    target_type: str = "",
+    target_id: str = "",
+    cluster_id: str | None = None,
+    result: str = "success",
+    detail: dict[str, Any] | None = None,
+    org_id: str | None = None,
+) -> dict[str, Any]:
+    """An audit event as the values of one ``audit_events`` row, every column given.
+
+    Ids come from request paths, so anything that is not an id kubegate issued is kept only as
+    a clipped ``target_id``, never as ``cluster_id``.
+    """
+    if cluster_id is not None and not is_id(cluster_id):
+        cluster_id = None
+    return {
+        "id": new_id(),
+        "org_id": principal.actor.org_id if principal else org_id,
+        "actor_user_id": principal.actor.user_id if principal else None,
+        "actor_email": principal.email if principal else "",
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id[:64],
+        "cluster_id": cluster_id,
+        "result": result,
+        "detail": detail or {},
+        "created_at": utcnow(),
+    }
+
+
+def failure_detail(error: Exception) -> dict[str, Any]:
+    """The ``detail`` of a refused or failed action's event: the error's code and message."""
+    return {"error": getattr(error, "code", type(error).__name__), "message": str(error)}
 
 
 def record(
@@ -30,24 +71,18 @@ def record(
     detail: dict[str, Any] | None = None,
     org_id: str | None = None,
 ) -> AuditEvent:
-    """Add an audit event to ``session``'s current transaction.
-
-    Ids come from request paths, so anything that is not an id kubegate issued is kept only as
-    a clipped ``target_id``, never as ``cluster_id``.
-    """
-    if cluster_id is not None and not is_id(cluster_id):
-        cluster_id = None
-    target_id = target_id[:64]
+    """Add an audit event (:func:`audit_row`) to ``session``'s current transaction."""
     event = AuditEvent(
-        org_id=principal.actor.org_id if principal else org_id,
-        actor_user_id=principal.actor.user_id if principal else None,
-        actor_email=principal.email if principal else "",
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        cluster_id=cluster_id,
-        result=result,
-        detail=detail or {},
+        **audit_row(
+            principal,
+            action,
+            target_type=target_type,
+            target_id=target_id,
+            cluster_id=cluster_id,
+            result=result,
+            detail=detail,
+            org_id=org_id,
+        )
     )
     session.add(event)
     return event
@@ -61,9 +96,8 @@ async def record_failure(
     **fields: Any,
 ) -> None:
     """Record a failed action in its own transaction (the action's rolled back)."""
-    detail = {"error": getattr(error, "code", type(error).__name__), "message": str(error)}
     async with sessions() as session, session.begin():
-        record(session, principal, action, result="failure", detail=detail, **fields)
+        record(session, principal, action, result="failure", detail=failure_detail(error), **fields)
 
 
 @asynccontextmanager

@@ -15,14 +15,12 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kubegate.auth.hashing import secret_hash
 from kubegate.domain.access import Actor, MemberRole
 from kubegate.errors import NotFound, PermissionDenied, Unauthenticated
 from kubegate.server.state import AppState
-from kubegate.storage.models import ApiToken, Membership, User
 
 SESSION_COOKIE = "kubegate_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -32,9 +30,20 @@ _bearer = HTTPBearer(auto_error=False, description="API token from POST /api/v1/
 _cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="Portal session.")
 
 
-def get_state(request: Request) -> AppState:
+# Dependencies are ``async def`` even when they never await: FastAPI runs a plain ``def``
+# dependency in a worker thread, a round trip that costs more than most of these bodies. The
+# ones every request meets (authentication, the gateway switch) take the Request and call
+# app_state() rather than depending on State: each dependency costs FastAPI a resolution.
+
+
+def app_state(request: Request) -> AppState:
+    """What the running server holds (built by the lifespan)."""
     state: AppState = request.app.state.kubegate
     return state
+
+
+async def get_state(request: Request) -> AppState:
+    return app_state(request)
 
 
 State = Annotated[AppState, Depends(get_state)]
@@ -60,36 +69,26 @@ class Principal:
     csrf_hash: str | None = None
 
 
-async def _principal(session: AsyncSession, raw: str, kind: str, what: str) -> Principal:
-    """Look the credential up in its own short session, apart from the request's transaction."""
-    row = (
-        await session.execute(
-            select(ApiToken, User, Membership)
-            .join(User, User.id == ApiToken.user_id)
-            .join(
-                Membership,
-                (Membership.user_id == User.id) & (Membership.org_id == ApiToken.org_id),
-            )
-            .where(ApiToken.token_hash == secret_hash(raw), ApiToken.kind == kind)
-        )
-    ).first()
-    if row is None:
+async def _principal(state: AppState, raw: str, kind: str, what: str) -> Principal:
+    """The caller behind a credential, read from the database now (never cached, so a
+    logout, a revocation, a deactivation or an expiry counts from the next request)."""
+    found = await state.credentials.find(secret_hash(raw), kind)
+    if found is None:
         raise Unauthenticated(f"this {what} is not valid; log in again")
-    token, user, membership = row
-    if not membership.is_active:
+    if not found.is_active:
         raise Unauthenticated("you are deactivated in this organisation; ask one of its admins")
-    if token.revoked_at is not None:
+    if found.revoked_at is not None:
         raise Unauthenticated(f"this {what} was revoked (logged out); log in again")
-    if token.expires_at <= dt.datetime.now(dt.UTC):
+    if found.expires_at <= dt.datetime.now(dt.UTC):
         raise Unauthenticated(
-            f"this {what} expired at {token.expires_at.isoformat()}; log in again"
+            f"this {what} expired at {found.expires_at.isoformat()}; log in again"
         )
-    actor = Actor(user_id=user.id, org_id=token.org_id, role=MemberRole(membership.role))
-    return Principal(actor, user.email, token.id, kind, token.csrf_hash)
+    actor = Actor(user_id=found.user_id, org_id=found.org_id, role=MemberRole(found.role))
+    return Principal(actor, found.email, found.token_id, kind, found.csrf_hash)
 
 
 async def api_principal(
-    state: State,
+    request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The caller of a REST API endpoint, from ``Authorization: Bearer <token>``."""
@@ -98,13 +97,11 @@ async def api_principal(
             "missing API token: send 'Authorization: Bearer <token>' "
             "(get one from POST /api/v1/auth/login)"
         )
-    async with state.sessions() as session:
-        return await _principal(session, credentials.credentials, "api", "API token")
+    return await _principal(app_state(request), credentials.credentials, "api", "API token")
 
 
 async def session_principal(
     request: Request,
-    state: State,
     cookie: Annotated[str | None, Depends(_cookie)],
     csrf: Annotated[
         str | None,
@@ -117,8 +114,7 @@ async def session_principal(
     """The caller of a portal endpoint, from the session cookie; writes need the CSRF token."""
     if not cookie:
         raise Unauthenticated("not signed in: POST /org/login first")
-    async with state.sessions() as session:
-        principal = await _principal(session, cookie, "session", "portal session")
+    principal = await _principal(app_state(request), cookie, "session", "portal session")
     if request.method not in _SAFE_METHODS:
         sent = csrf or ""
         if (
@@ -136,9 +132,9 @@ ApiCaller = Annotated[Principal, Depends(api_principal)]
 PortalCaller = Annotated[Principal, Depends(session_principal)]
 
 
-def require_gateway(state: State) -> None:
+async def require_gateway(request: Request) -> None:
     """Access, token and proxy endpoints do not exist while the gateway is disabled."""
-    if not state.settings.gateway_enabled:
+    if not app_state(request).settings.gateway_enabled:
         raise NotFound("the access gateway is disabled on this server")
 
 

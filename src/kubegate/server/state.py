@@ -13,11 +13,17 @@ from kubegate.settings import Settings
 if TYPE_CHECKING:
     from kubegate.proxy.authority import Authority
     from kubegate.proxy.server import ProxyServer
+    from kubegate.server.credentials import CredentialLookup
+    from kubegate.server.kube_tokens import GatewayCA
+    from kubegate.server.minter import Minter, MintLimiter
 
 
 @dataclass
 class AppState:
-    """Engine, session factory, settings and connected agents of one server process."""
+    """Engine, session factory, settings and connected agents of one server process; the
+    credential lookup every authenticated request goes through; and what kube token mints
+    share: the minter that checks and commits them in batches, its per-user mint limiter and
+    the CA kubeconfigs trust."""
 
     settings: Settings
     engine: AsyncEngine
@@ -25,3 +31,7 @@ class AppState:
     tunnels: TunnelRegistry
     authority: Authority
     proxy: ProxyServer
+    credentials: CredentialLookup
+    minter: Minter
+    mint_limiter: MintLimiter
+    gateway_ca: GatewayCA

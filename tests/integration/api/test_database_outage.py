@@ -8,18 +8,22 @@ transport to cut, so these tests do not run on it. Nothing in the app is mocked.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import make_url
 
 from kubegate.server.app import create_app
 from kubegate.server.handlers import DATABASE_DOWN
 from kubegate.storage.engine import async_url
+from kubegate.storage.models import AuditEvent, KubeToken
 from kubegate.testenv.postgres import PostgresServer
 from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, ServerThread, make_settings
 from tests.fixtures.faults import FaultyRelay
@@ -131,3 +135,49 @@ def test_postgres_a_write_cut_mid_transaction_leaves_nothing_half_written(
         if e["action"] == "cluster.register"
     ]
     assert registered == ["during", "before"]
+
+
+def test_postgres_mints_cut_by_an_outage_answer_503_and_every_other_mint_is_kept(
+    outage: Outage, postgres_url: str
+) -> None:
+    cluster_id = outage.post("/api/v1/clusters", {"name": "prod"}).json()["cluster"]["id"]
+    me = outage.get("/api/v1/me").json()["user"]["id"]
+    granted = outage.post(
+        f"/api/v1/clusters/{cluster_id}/access/grants", {"user_id": me, "role": "view"}
+    )
+    assert granted.status_code == 201, granted.text
+
+    def mint(_: int = 0) -> httpx.Response:
+        with httpx.Client(base_url=outage.client.base_url, timeout=30) as client:
+            return client.post(
+                f"/api/v1/clusters/{cluster_id}/k8s-token",
+                headers={"Authorization": f"Bearer {outage.token}"},
+            )
+
+    before = mint()
+    assert before.status_code == 200, before.text
+    # The database goes away as the next batch of mints writes its tokens.
+    outage.relay.go_down_on(b"INSERT INTO kube_tokens")
+    with ThreadPoolExecutor(6) as pool:
+        during = list(pool.map(mint, range(6)))
+    assert outage.relay.tripped.is_set(), "no mint ever reached the insert"
+    for response in during:
+        assert_unavailable(response)
+    outage.relay.come_back()
+    after = mint()
+    assert after.status_code == 200, after.text
+
+    answered = {hashlib.sha256(r.json()["token"].encode()).hexdigest() for r in (before, after)}
+    engine = create_engine(async_url(postgres_url))
+    try:
+        with engine.connect() as conn:
+            stored = set(conn.scalars(select(KubeToken.token_hash)))
+            events = conn.scalar(
+                select(func.count())
+                .select_from(AuditEvent)
+                .where(AuditEvent.action == "kube_token.mint")
+            )
+    finally:
+        engine.dispose()
+    assert stored == answered
+    assert events == 2  # the cut batch wrote no event either

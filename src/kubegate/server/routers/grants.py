@@ -1,7 +1,8 @@
 """Cluster Access on the REST API: grants, revoke-all, kube tokens and kubeconfigs for
 bearer-token callers.
 
-The operations live in ``server/access.py``, shared with the portal; these routes only
+The operations live in ``server/access.py``, shared with the portal (kube tokens and
+kubeconfigs in ``server/kube_tokens.py``, which needs no ORM session); these routes only
 authenticate, shape the HTTP answer and document it. Every route 404s while the access
 gateway is disabled.
 """
@@ -13,9 +14,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 
 from kubegate.server.access import ApiAccess
-from kubegate.server.deps import Gateway, error_responses
+from kubegate.server.deps import ApiCaller, Gateway, error_responses
 from kubegate.server.kube_tokens import (
     NO_STORE,
+    Issuer,
     YamlResponse,
     kubeconfig_response,
     kubeconfig_responses,
@@ -102,17 +104,19 @@ async def revoke_all(cluster_id: str, access: ApiAccess) -> RevokeAllResult:
 )
 async def mint_kube_token(
     cluster_id: str,
-    access: ApiAccess,
+    caller: ApiCaller,
+    issuer: Issuer,
     response: Response,
     body: KubeTokenRequest | None = None,
 ) -> KubeTokenOut:
-    minted = await access.mint_token(cluster_id, body)
+    ttl_seconds = body.ttl_seconds if body else None
+    minted = await issuer.mint(caller, cluster_id, ttl_seconds=ttl_seconds, via="k8s-token")
     response.headers.update(NO_STORE)
     return KubeTokenOut(
         token=minted.token,
         expires_at=minted.expires_at,
         cluster_id=minted.cluster_id,
-        server=minted.server,
+        server=issuer.server(minted.cluster_id),
     )
 
 
@@ -126,8 +130,8 @@ async def mint_kube_token(
     response_class=YamlResponse,
     responses=kubeconfig_responses(401, 403, 404, 409, 429),
 )
-async def kubeconfig(cluster_id: str, access: ApiAccess) -> YamlResponse:
-    return kubeconfig_response(await access.kubeconfig(cluster_id))
+async def kubeconfig(cluster_id: str, caller: ApiCaller, issuer: Issuer) -> YamlResponse:
+    return kubeconfig_response(await issuer.kubeconfig(caller, cluster_id))
 
 
 router.include_router(access)
