@@ -40,7 +40,7 @@ hyperframe.frame.DataFrame._body_repr = _data_frame_body_repr  # type: ignore[me
 
 # Windows are opened only as the receiver consumes (``acknowledge``), so these bound what a
 # slow reader can make the other side buffer: per stream, and for the whole connection.
-STREAM_WINDOW = 1024 * 1024
+STREAM_WINDOW = 4 * 1024 * 1024
 CONNECTION_WINDOW = 16 * 1024 * 1024
 MAX_FRAME = 256 * 1024
 # Watches are long-lived streams: one gateway may hold tens of thousands on one agent.
