@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from kubegate.tunnel.exchange import UPGRADE_HEADER, USER_HEADER
+from kubegate.tunnel.exchange import LONG_RUNNING_HEADER, UPGRADE_HEADER, USER_HEADER
 from kubegate.tunnel.session import RequestReceived
 from kubegate.tunnel.transport import TunnelStream
 from tests.fixtures.api import Api
@@ -93,6 +93,35 @@ async def test_the_agent_never_receives_client_credentials_or_identity_claims(
     assert headers["x-forwarded-for"] == "127.0.0.1"
     assert token not in repr(request)
     assert request.path == PODS
+
+
+async def test_watches_are_marked_long_running_for_the_agent_and_clients_cannot_claim_it(
+    api: Api, member: tuple[str, str]
+) -> None:
+    cluster_id, credential, token = await setup(api, member)
+    seen: list[RequestReceived] = []
+
+    async def record(stream: TunnelStream) -> None:
+        assert stream.request is not None
+        seen.append(stream.request)
+        await answer_json(stream)
+
+    claimed = {"Authorization": f"Bearer {token}", LONG_RUNNING_HEADER: "watch"}
+    async with agent_connected(api.url, credential, proxied=record):
+        await wait_online(api, cluster_id, True)
+        async with httpx.AsyncClient(base_url=api.proxy_url, timeout=GUARD) as client:
+            plain = await client.get(f"/clusters/{cluster_id}{PODS}", headers=claimed)
+            watch = await client.get(
+                f"/clusters/{cluster_id}{PODS}?watch=1",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            follow = await client.get(
+                f"/clusters/{cluster_id}{PODS}/web/log?follow=true",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+    assert [plain.status_code, watch.status_code, follow.status_code] == [200, 200, 200]
+    marks = [dict(request.headers).get(LONG_RUNNING_HEADER) for request in seen]
+    assert marks == [None, "watch", "watch"]
 
 
 async def test_a_smuggled_bearer_subprotocol_is_stripped_and_upgraded_bytes_are_relayed(
