@@ -421,12 +421,19 @@ async def test_successful_requests_log_nothing(
 # --- watches and logs ---------------------------------------------------------------------------
 
 
-async def test_watch_streams_new_events_and_a_cancel_closes_the_upstream_request(
-    proxy: Proxy, admin: AsyncClient, namespace: str, email: str
-) -> None:
+async def configmaps_as_viewer(proxy: Proxy, admin: AsyncClient, namespace: str, email: str) -> str:
+    """Make ``email`` a viewer of ``namespace``; answers its ConfigMaps path once the
+    apiserver lets them read it."""
     await bind(admin, namespace, email, "view")
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     await until_status(lambda: proxy.call("GET", path, email), 200)
+    return path
+
+
+async def test_watch_streams_new_events_and_a_cancel_closes_the_upstream_request(
+    proxy: Proxy, admin: AsyncClient, namespace: str, email: str
+) -> None:
+    path = await configmaps_as_viewer(proxy, admin, namespace, email)
 
     watch = await proxy.open("GET", f"{path}?watch=1", email)
     head = await watch.response()
@@ -446,9 +453,7 @@ async def test_watch_streams_new_events_and_a_cancel_closes_the_upstream_request
 async def test_closing_the_tunnel_closes_the_upstream_watch(
     proxy: Proxy, admin: AsyncClient, namespace: str, email: str
 ) -> None:
-    await bind(admin, namespace, email, "view")
-    path = f"/api/v1/namespaces/{namespace}/configmaps"
-    await until_status(lambda: proxy.call("GET", path, email), 200)
+    path = await configmaps_as_viewer(proxy, admin, namespace, email)
     watch = await proxy.open("GET", f"{path}?watch=1", email)
     assert (await watch.response()).status == 200
     holding = proxy.relay.open
@@ -458,13 +463,17 @@ async def test_closing_the_tunnel_closes_the_upstream_watch(
     await proxy.relay.wait_open(holding - 1)
 
 
+@pytest.mark.parametrize("long_running", [False, True], ids=["http1", "shared-http2"])
 async def test_apiserver_breaking_off_a_watch_resets_the_stream(
-    proxy: Proxy, admin: AsyncClient, namespace: str, email: str, caplog: pytest.LogCaptureFixture
+    proxy: Proxy,
+    admin: AsyncClient,
+    namespace: str,
+    email: str,
+    caplog: pytest.LogCaptureFixture,
+    long_running: bool,
 ) -> None:
-    await bind(admin, namespace, email, "view")
-    path = f"/api/v1/namespaces/{namespace}/configmaps"
-    await until_status(lambda: proxy.call("GET", path, email), 200)
-    watch = await proxy.open("GET", f"{path}?watch=1", email)
+    path = await configmaps_as_viewer(proxy, admin, namespace, email)
+    watch = await proxy.open("GET", f"{path}?watch=1", email, long_running=long_running)
     assert (await watch.response()).status == 200
     await admin.create(ConfigMap.from_dict({"metadata": {"name": "first", "namespace": namespace}}))
     await read_until(watch, b'"name":"first"', bytearray())
@@ -477,14 +486,15 @@ async def test_apiserver_breaking_off_a_watch_resets_the_stream(
                 pass
     failures = [r for r in caplog.records if r.getMessage() == "proxied request failed"]
     assert [getattr(r, "path", None) for r in failures] == [path]
+    # The next watch gets a new connection.
+    again = await proxy.open("GET", f"{path}?watch=1", email, long_running=long_running)
+    assert (await again.response()).status == 200
 
 
 async def test_long_running_watches_share_one_http2_connection_to_the_apiserver(
     proxy: Proxy, admin: AsyncClient, namespace: str, email: str
 ) -> None:
-    await bind(admin, namespace, email, "view")
-    path = f"/api/v1/namespaces/{namespace}/configmaps"
-    await until_status(lambda: proxy.call("GET", path, email), 200)
+    path = await configmaps_as_viewer(proxy, admin, namespace, email)
     accepted = proxy.relay.accepted
 
     watches = [
@@ -509,9 +519,7 @@ async def test_long_running_watches_share_one_http2_connection_to_the_apiserver(
 async def test_a_shared_watch_is_authorised_per_user(
     proxy: Proxy, admin: AsyncClient, namespace: str, email: str
 ) -> None:
-    await bind(admin, namespace, email, "view")
-    path = f"/api/v1/namespaces/{namespace}/configmaps"
-    await until_status(lambda: proxy.call("GET", path, email), 200)
+    path = await configmaps_as_viewer(proxy, admin, namespace, email)
     allowed = await proxy.open("GET", f"{path}?watch=1", email, long_running=True)
     assert (await allowed.response()).status == 200
 
@@ -522,30 +530,6 @@ async def test_a_shared_watch_is_authorised_per_user(
 
     assert head.status == 403
     assert body["kind"] == "Status" and f"{PREFIX}{stranger}" in body["message"]
-
-
-async def test_apiserver_breaking_off_a_shared_watch_resets_the_stream(
-    proxy: Proxy, admin: AsyncClient, namespace: str, email: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    await bind(admin, namespace, email, "view")
-    path = f"/api/v1/namespaces/{namespace}/configmaps"
-    await until_status(lambda: proxy.call("GET", path, email), 200)
-    watch = await proxy.open("GET", f"{path}?watch=1", email, long_running=True)
-    assert (await watch.response()).status == 200
-    await admin.create(ConfigMap.from_dict({"metadata": {"name": "first", "namespace": namespace}}))
-    await read_until(watch, b'"name":"first"', bytearray())
-
-    proxy.relay.cut()
-
-    with pytest.raises(StreamCancelled):
-        async with asyncio.timeout(GUARD):
-            while await watch.receive():
-                pass
-    failures = [r for r in caplog.records if r.getMessage() == "proxied request failed"]
-    assert [getattr(r, "path", None) for r in failures] == [path]
-    # The next watch gets a new connection.
-    again = await proxy.open("GET", f"{path}?watch=1", email, long_running=True)
-    assert (await again.response()).status == 200
 
 
 async def test_pod_logs_are_returned_and_followed(

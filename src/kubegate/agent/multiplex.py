@@ -20,7 +20,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from kubegate.tunnel.session import ResponseReceived
 from kubegate.tunnel.transport import ChannelClosed, TunnelConnection, TunnelStream
@@ -74,7 +74,7 @@ class _Link:
     connection: TunnelConnection
     task: asyncio.Task[None]
     streams: int = 0
-    closing: bool = field(default=False)
+    closing: bool = False
 
     @property
     def usable(self) -> bool:
@@ -106,10 +106,6 @@ class SharedConnections:
         self.connections_opened = 0
         self._links: list[_Link] = []
         self._connecting: asyncio.Lock = asyncio.Lock()
-
-    @property
-    def open_connections(self) -> int:
-        return sum(1 for link in self._links if not link.connection.is_closed)
 
     async def _link(self) -> _Link | None:
         """A connection with room for one more stream (made if needed), or None when the

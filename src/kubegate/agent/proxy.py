@@ -26,13 +26,14 @@ import logging
 import ssl
 from collections.abc import AsyncIterator
 
-from kubegate.agent.multiplex import SharedConnections
+from kubegate.agent.multiplex import CONNECT_TIMEOUT, SharedConnections
 from kubegate.agent.upstream import (
     UpgradeConnection,
     Upstream,
     UpstreamBroken,
     UpstreamUnavailable,
     check_request_head,
+    failure_reason,
 )
 from kubegate.errors import InvalidRequest, KubegateError
 from kubegate.proxy.status import status_response
@@ -219,16 +220,16 @@ class _Exchange:
                     try:
                         chunk = await upstream.receive()
                     except (StreamCancelled, TunnelClosed) as exc:
-                        raise UpstreamBroken(str(exc)) from exc
+                        raise UpstreamBroken(failure_reason(exc)) from exc
                     if not chunk:
                         break
                     await self.stream.send(chunk)
                 await self.stream.end()
                 return True
         except TimeoutError:
-            raise UpstreamUnavailable("connecting timed out") from None
+            raise UpstreamUnavailable(f"connecting timed out after {CONNECT_TIMEOUT:g} s") from None
         except (OSError, ssl.SSLError) as exc:
-            raise UpstreamUnavailable(str(exc) or type(exc).__name__) from exc
+            raise UpstreamUnavailable(failure_reason(exc)) from exc
         except (StreamCancelled, TunnelClosed) as exc:
             if self.responded or self.stream.is_dead:
                 raise
@@ -297,7 +298,7 @@ class _Exchange:
                 while data := await connection.reader.read(UPGRADED_READ):
                     await self.stream.send(data)
             except OSError as exc:
-                raise UpstreamBroken(str(exc) or type(exc).__name__) from exc
+                raise UpstreamBroken(failure_reason(exc)) from exc
             await self.stream.end()
 
         broken: UpstreamBroken | None = None

@@ -95,7 +95,7 @@ class UpstreamBroken(KubegateError):
     reason = "BadGateway"
 
 
-def _reason(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     """A short, secret-free description of a connection-level failure."""
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
@@ -378,7 +378,7 @@ class UpgradeConnection:
                 while data := await self.reader.read(READ_CHUNK):
                     await send(data)
         except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
-            raise UpstreamBroken(_reason(e)) from e
+            raise UpstreamBroken(failure_reason(e)) from e
 
     async def _relay_exactly(self, remaining: int, send: Send) -> None:
         while remaining:
@@ -561,7 +561,7 @@ class Upstream:
                     continue
                 if isinstance(exc, UpstreamUnavailable):
                     raise
-                raise UpstreamUnavailable(_reason(exc)) from exc
+                raise UpstreamUnavailable(failure_reason(exc)) from exc
             except BaseException:
                 await connection.close(abort=True)
                 raise
@@ -608,7 +608,7 @@ class Upstream:
         except TimeoutError:
             raise UpstreamUnavailable(f"connecting timed out after {CONNECT_TIMEOUT:g} s") from None
         except (OSError, ssl.SSLError) as exc:
-            raise UpstreamUnavailable(_reason(exc)) from exc
+            raise UpstreamUnavailable(failure_reason(exc)) from exc
         self.connections_opened += 1
         sock = writer.get_extra_info("socket")
         if sock is not None:
@@ -629,7 +629,7 @@ class Upstream:
         except BaseException as exc:
             await connection.close(abort=True)
             if isinstance(exc, OSError):
-                raise UpstreamUnavailable(_reason(exc)) from exc
+                raise UpstreamUnavailable(failure_reason(exc)) from exc
             raise
         return connection
 

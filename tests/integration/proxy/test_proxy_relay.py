@@ -47,6 +47,18 @@ async def answer_json(stream: TunnelStream, body: bytes = b"{}") -> None:
     await stream.send(body, end_stream=True)
 
 
+def recorder() -> tuple[list[RequestReceived], Handler]:
+    """An agent handler that records each proxied request head and answers ``{}``."""
+    seen: list[RequestReceived] = []
+
+    async def record(stream: TunnelStream) -> None:
+        assert stream.request is not None
+        seen.append(stream.request)
+        await answer_json(stream)
+
+    return seen, record
+
+
 def rss_bytes() -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -59,12 +71,7 @@ async def test_the_agent_never_receives_client_credentials_or_identity_claims(
     api: Api, member: tuple[str, str]
 ) -> None:
     cluster_id, credential, token = await setup(api, member)
-    seen: list[RequestReceived] = []
-
-    async def record(stream: TunnelStream) -> None:
-        assert stream.request is not None
-        seen.append(stream.request)
-        await answer_json(stream)
+    seen, record = recorder()
 
     attack = {
         "Authorization": f"Bearer {token}",
@@ -99,12 +106,7 @@ async def test_watches_are_marked_long_running_for_the_agent_and_clients_cannot_
     api: Api, member: tuple[str, str]
 ) -> None:
     cluster_id, credential, token = await setup(api, member)
-    seen: list[RequestReceived] = []
-
-    async def record(stream: TunnelStream) -> None:
-        assert stream.request is not None
-        seen.append(stream.request)
-        await answer_json(stream)
+    seen, record = recorder()
 
     claimed = {"Authorization": f"Bearer {token}", LONG_RUNNING_HEADER: "watch"}
     async with agent_connected(api.url, credential, proxied=record):
