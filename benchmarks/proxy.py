@@ -148,6 +148,7 @@ class Run:
             create_configmaps(kube, options.list_size)
             self.paths.add_member("cluster-admin")
             self.paths.start_kubectl_proxy()
+            self.paths.start_relay_floor()
             self.say(f"set up: {options.list_size} ConfigMaps, a cluster-admin member")
             # The apiserver and the controllers are still busy with what was just made.
             time.sleep(SETTLE_SECONDS)

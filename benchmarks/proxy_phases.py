@@ -20,7 +20,7 @@ from benchmarks.proxy_setup import CpuMeter, Paths
 from benchmarks.stack import Stack
 
 Say = Callable[[str], None]
-PATHS = ("direct", "impersonating", "kubectl-proxy", "kubegate")
+PATHS = ("direct", "impersonating", "kubectl-proxy", "relay-floor", "kubegate")
 WARMUP = 5
 """Untimed requests on each connection before the clock starts (TLS handshakes, caches)."""
 CPU_ROLES = (
@@ -30,6 +30,8 @@ CPU_ROLES = (
     "kube-apiserver",
     "etcd",
     "kubectl-proxy",
+    "relay-front",
+    "relay-back",
     "kube-controller-manager",
     "kwok",
 )
@@ -101,6 +103,9 @@ class RequestPhases:
         found["generator"] = self.generator.pid
         if self.paths.kubectl_proxy is not None:
             found["kubectl-proxy"] = self.paths.kubectl_proxy.proc.pid
+        if self.paths.relay_floor is not None:
+            found["relay-front"] = self.paths.relay_floor.front.pid
+            found["relay-back"] = self.paths.relay_floor.back.pid
         return {role: pid for role, pid in found.items() if role in CPU_ROLES}
 
     def target(self, path: str) -> Target:
@@ -110,6 +115,8 @@ class RequestPhases:
             return self.paths.impersonating()
         if path == "kubectl-proxy":
             return self.paths.via_kubectl_proxy()
+        if path == "relay-floor":
+            return self.paths.via_relay_floor()
         return self.paths.via_kubegate()
 
     def run(

@@ -168,7 +168,15 @@ def _runs_table(title: str, runs: Sequence[PathRun], roles: Sequence[str]) -> Ta
 
 def tables(report: Report) -> list[Table]:
     """One table per measurement, and the goals."""
-    roles = ("generator", "server", "agent", "kube-apiserver", "kubectl-proxy")
+    roles = (
+        "generator",
+        "server",
+        "agent",
+        "kube-apiserver",
+        "kubectl-proxy",
+        "relay-front",
+        "relay-back",
+    )
     found = [
         _runs_table("GET one ConfigMap", report.get, roles),
         _runs_table(f"LIST {report.options['list_size']} ConfigMaps", report.listing, roles),

@@ -1,12 +1,13 @@
 """What the proxy benchmark sets up on the stack before it measures: the objects it reads, a
-member with a cluster-admin grant the agent applied, ``kubectl proxy``, and the three ways to
-reach the same kube-apiserver (:class:`Paths`)."""
+member with a cluster-admin grant the agent applied, ``kubectl proxy``, the relay floor, and
+the ways to reach the same kube-apiserver (:class:`Paths`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -111,6 +112,64 @@ class KubectlProxy:
         self._log.close()
 
 
+class RelayFloor:
+    """Two :mod:`benchmarks.relay_floor` processes in a chain, in kubegate's topology: the
+    front ends the client's TLS with the gateway's certificate, the back calls the apiserver
+    with the admin's client certificate. The cheapest two-process Python path there is."""
+
+    def __init__(self, stack: Stack, log: Path) -> None:
+        tls = stack.server.data_dir / "tls"
+        credentials = stack.control_plane.credentials
+        url = urlsplit(credentials.server)
+        self.ca_file = stack.server.ca_file
+        self.port = free_port()
+        back_port = free_port()
+        self._log = log.open("ab")
+        own = ["--cert", str(tls / "server.crt"), "--key", str(tls / "server.key")]
+        self.back = self._start(
+            [
+                f"--port={back_port}",
+                *own,
+                f"--upstream={url.hostname}:{url.port}",
+                f"--upstream-ca={credentials.ca_file}",
+                f"--client-cert={credentials.admin_cert_file}",
+                f"--client-key={credentials.admin_key_file}",
+            ]
+        )
+        self.front = self._start(
+            [
+                f"--port={self.port}",
+                *own,
+                f"--upstream=127.0.0.1:{back_port}",
+                f"--upstream-ca={self.ca_file}",
+            ]
+        )
+
+    def _start(self, arguments: list[str]) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.relay_floor", *arguments],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != b"ready":
+            raise BenchmarkFailed(f"the relay floor did not start ({proc.poll()}); see the log")
+        return proc
+
+    def close(self) -> None:
+        for proc in (self.front, self.back):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self._log.close()
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     """The benchmark's member: cluster-admin through a grant the agent applied."""
@@ -128,6 +187,7 @@ class Paths:
         self.stack = stack
         self.workdir = workdir
         self.kubectl_proxy: KubectlProxy | None = None
+        self.relay_floor: RelayFloor | None = None
         self.member: Member | None = None
 
     def wait_online(self, timeout: float = 60) -> None:
@@ -190,6 +250,9 @@ class Paths:
             self.stack.control_plane.credentials.kubeconfig, self.workdir / "kubectl-proxy.log"
         )
 
+    def start_relay_floor(self) -> None:
+        self.relay_floor = RelayFloor(self.stack, self.workdir / "relay-floor.log")
+
     def direct(self) -> Target:
         """kube-apiserver itself, with the admin's client certificate."""
         credentials = self.stack.control_plane.credentials
@@ -220,6 +283,18 @@ class Paths:
         assert self.kubectl_proxy is not None
         return Target(host="127.0.0.1", port=self.kubectl_proxy.port)
 
+    def via_relay_floor(self) -> Target:
+        """Two chained byte relays (:class:`RelayFloor`), the impersonation headers sent by
+        the client, so the apiserver does kubegate's work."""
+        assert self.relay_floor is not None
+        return dataclasses.replace(
+            self.impersonating(),
+            port=self.relay_floor.port,
+            ca_file=str(self.relay_floor.ca_file),
+            cert_file=None,
+            key_file=None,
+        )
+
     def via_kubegate(self) -> Target:
         """kubegate's proxy with a freshly minted kube token of the member's."""
         server = self.stack.server
@@ -245,6 +320,9 @@ class Paths:
         if self.kubectl_proxy is not None:
             self.kubectl_proxy.close()
             self.kubectl_proxy = None
+        if self.relay_floor is not None:
+            self.relay_floor.close()
+            self.relay_floor = None
 
 
 def machine_seconds() -> tuple[float, float]:

@@ -25,6 +25,7 @@ from kubegate.testenv.controlplane import Credentials
 from kubegate.testenv.gateway import GatewayServer
 from kubegate.tunnel.control import SCHEMA_VERSIONS, Desired, Hello
 from kubegate.tunnel.control_stream import CONTROL_PATH, SCHEMA_HEADER, ControlStream
+from kubegate.tunnel.frames import DATA, HEAD
 from kubegate.tunnel.handshake import PROTOCOL_HEADER, VERSION_HEADER
 from kubegate.tunnel.records import RecordKind, encode_record
 from kubegate.tunnel.transport import TunnelConnection, TunnelStream
@@ -105,7 +106,18 @@ def test_bad_record_from_the_agent_closes_the_tunnel_and_state_converges_after(
     assert deployment.owned_bindings() == [f"{namespace}/kubegate-{grant['id']}"]
 
 
-def test_corrupt_http2_bytes_from_the_agent_close_the_tunnel(deployment: Deployment) -> None:
+@pytest.mark.parametrize(
+    ("protocol", "corrupt_bytes"),
+    [
+        # A DATA frame on a stream nobody opened, before the agent's SETTINGS.
+        pytest.param("1", b"\x00\x00\x04\x00\x00\x00\x00\x00\x01abcd", id="http2"),
+        # A DATA frame on stream 0.
+        pytest.param("2", HEAD.pack(DATA, 0, 0, 4) + b"abcd", id="frames"),
+    ],
+)
+def test_corrupt_bytes_from_the_agent_close_the_tunnel(
+    deployment: Deployment, protocol: str, corrupt_bytes: bytes
+) -> None:
     deployment.agent.stop()
     deployment.wait_online(False)
 
@@ -115,12 +127,11 @@ def test_corrupt_http2_bytes_from_the_agent_close_the_tunnel(deployment: Deploym
             deployment.cluster["agent_credential"],
             str(deployment.server.ca_file),
         )
-        headers = {"Authorization": f"Bearer {target.cluster_token}", PROTOCOL_HEADER: "1"}
+        headers = {"Authorization": f"Bearer {target.cluster_token}", PROTOCOL_HEADER: protocol}
         async with connect(
             target.tunnel_url, additional_headers=headers, ssl=target.ssl_context()
         ) as websocket:
-            # A DATA frame on a stream nobody opened, before the agent's SETTINGS.
-            await websocket.send(b"\x00\x00\x04\x00\x00\x00\x00\x00\x01abcd")
+            await websocket.send(corrupt_bytes)
             try:
                 while True:
                     await asyncio.wait_for(websocket.recv(), 15)

@@ -37,7 +37,13 @@ from kubegate.tunnel.control import (
     negotiate,
 )
 from kubegate.tunnel.control_stream import CONTROL_PATH, ControlStream
-from kubegate.tunnel.handshake import PROTOCOL_HEADER, PROTOCOLS, TUNNEL_PATH, VERSION_HEADER
+from kubegate.tunnel.handshake import (
+    PROTOCOL_HEADER,
+    PROTOCOLS,
+    TUNNEL_PATH,
+    VERSION_HEADER,
+    accepted_protocol,
+)
 from kubegate.tunnel.transport import (
     MAX_MESSAGE,
     ChannelClosed,
@@ -145,6 +151,9 @@ class AgentTunnel:
             except InvalidStatus as exc:
                 hello_seen = False
                 _log_refusal(exc)
+            except TunnelProtocolError as exc:
+                hello_seen = False
+                log.error("tunnel handshake not understood", extra={"error": str(exc)})
             except (OSError, TimeoutError, InvalidHandshake, ssl.SSLError) as exc:
                 hello_seen = False
                 log.warning(
@@ -178,14 +187,19 @@ class AgentTunnel:
         except InvalidURI as exc:
             raise KubegateError(f"invalid server URL: {exc}") from exc
         async with websocket_cm as websocket:
+            response = websocket.response
+            protocol = accepted_protocol(
+                response.headers.get(PROTOCOL_HEADER) if response is not None else None
+            )
             connection = TunnelConnection(
                 WebsocketsChannel(websocket),
                 client=False,
                 handler=self._serve_stream,
                 name="tunnel to the kubegate server",
+                protocol=protocol,
             )
             self._hello_seen = False
-            log.info("tunnel open", extra={"url": self.target.tunnel_url})
+            log.info("tunnel open", extra={"url": self.target.tunnel_url, "protocol": protocol})
             self.connections += 1
             try:
                 await connection.run()

@@ -128,11 +128,20 @@ class TunnelRegistry:
             await link.connection.close(reason, code=1001)
 
     async def serve(
-        self, websocket: WebSocket, cluster_id: str, cluster_name: str, agent_version: str
+        self,
+        websocket: WebSocket,
+        cluster_id: str,
+        cluster_name: str,
+        agent_version: str,
+        *,
+        protocol: int = 1,
     ) -> None:
-        """Run one agent's tunnel until it closes; the WebSocket is already accepted."""
+        """Run one agent's tunnel until it closes; the WebSocket is already accepted, with
+        tunnel protocol ``protocol`` chosen."""
         name = f"tunnel to cluster {cluster_name} ({cluster_id})"
-        connection = TunnelConnection(StarletteChannel(websocket), client=True, name=name)
+        connection = TunnelConnection(
+            StarletteChannel(websocket), client=True, name=name, protocol=protocol
+        )
         link = AgentLink(cluster_id, cluster_name, agent_version, connection, utcnow())
         runner = asyncio.create_task(connection.run(), name=f"{name} reader")
         try:

@@ -1,16 +1,21 @@
 """The WebSocket handshake that opens a tunnel: path, headers and protocol versions.
 
 The agent offers the tunnel protocol versions it speaks in :data:`PROTOCOL_HEADER`; the
-server accepts the highest one it shares, or refuses the upgrade with 426 naming its own.
+server accepts the highest one it shares and names it in the same header of its 101 answer
+(a server that does not name one speaks version 1), or refuses the upgrade with 426 naming
+its own.
 """
 
 from __future__ import annotations
+
+from kubegate.errors import TunnelProtocolError
 
 TUNNEL_PATH = "/api/v1/agent/tunnel"
 PROTOCOL_HEADER = "X-Kubegate-Tunnel-Protocol"
 VERSION_HEADER = "X-Kubegate-Agent-Version"
 # Version 1: HTTP/2 (h2) in binary WebSocket messages, control stream per docs/tunnel.md.
-PROTOCOLS: tuple[int, ...] = (1,)
+# Version 2: the same streams in kubegate's own framing (tunnel/frames.py, ADR 0003).
+PROTOCOLS: tuple[int, ...] = (1, 2)
 
 
 def offered_protocols(header: str | None) -> tuple[int, ...]:
@@ -27,3 +32,16 @@ def choose_protocol(header: str | None) -> int | None:
     """The highest version both sides speak, or None."""
     common = set(PROTOCOLS) & set(offered_protocols(header))
     return max(common) if common else None
+
+
+def accepted_protocol(header: str | None) -> int:
+    """The agent's reading of the server's 101: the version it named, 1 if it named none.
+
+    Raises :class:`TunnelProtocolError` for a version the agent did not offer.
+    """
+    if header is None:
+        return 1
+    named = offered_protocols(header)
+    if len(named) != 1 or named[0] not in PROTOCOLS:
+        raise TunnelProtocolError(f"the server chose tunnel protocol {header[:20]!r}, not offered")
+    return named[0]

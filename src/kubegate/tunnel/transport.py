@@ -22,6 +22,7 @@ from typing import Protocol
 
 from kubegate.errors import KubegateError, TunnelProtocolError
 from kubegate.tunnel import session as h2s
+from kubegate.tunnel.frames import FrameSession
 from kubegate.tunnel.session import Headers, TunnelSession
 
 log = logging.getLogger(__name__)
@@ -251,11 +252,17 @@ class TunnelConnection:
         name: str = "tunnel",
         clock: Callable[[], float] = time.monotonic,
         authority: str = "agent",
+        protocol: int = 1,
     ) -> None:
         self.channel = channel
         self.name = name
         self._clock = clock
-        self.session = TunnelSession(client=client, now=clock(), authority=authority)
+        self.protocol = protocol
+        self.session: TunnelSession | FrameSession = (
+            FrameSession(client=client, now=clock(), authority=authority)
+            if protocol >= 2
+            else TunnelSession(client=client, now=clock(), authority=authority)
+        )
         self._handler = handler
         self._streams: dict[int, TunnelStream] = {}
         self._tasks: set[asyncio.Task[None]] = set()

@@ -27,7 +27,13 @@ from kubegate.agent.client import WebsocketsChannel
 from kubegate.server.app import create_app
 from kubegate.tunnel.control import SCHEMA_VERSIONS, Desired, Hello
 from kubegate.tunnel.control_stream import CONTROL_PATH, ControlStream
-from kubegate.tunnel.handshake import PROTOCOL_HEADER, PROTOCOLS, TUNNEL_PATH, VERSION_HEADER
+from kubegate.tunnel.handshake import (
+    PROTOCOL_HEADER,
+    PROTOCOLS,
+    TUNNEL_PATH,
+    VERSION_HEADER,
+    accepted_protocol,
+)
 from kubegate.tunnel.transport import MAX_MESSAGE, TunnelConnection, TunnelStream
 from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, ServerThread, make_settings
 
@@ -132,18 +138,25 @@ async def agent_connected(
     base_url: str,
     credential: str,
     proxied: Callable[[TunnelStream], Awaitable[None]] | None = None,
+    protocols: str = "1",
 ) -> AsyncIterator[Agent]:
-    """A connected agent serving its tunnel; closed (and its run() awaited) on exit."""
+    """A connected agent serving its tunnel, offering ``protocols`` and speaking the one the
+    server names in its 101; closed (and its run() awaited) on exit."""
     async with connect(
         tunnel_url(base_url),
-        additional_headers=agent_headers(credential),
+        additional_headers=agent_headers(credential, protocols),
         compression=None,
         max_size=4 * MAX_MESSAGE,
         ping_interval=None,
     ) as websocket:
         agent = Agent(websocket, proxied=proxied)
+        assert websocket.response is not None
         agent.connection = TunnelConnection(
-            WebsocketsChannel(websocket), client=False, handler=agent.serve, name="test agent"
+            WebsocketsChannel(websocket),
+            client=False,
+            handler=agent.serve,
+            name="test agent",
+            protocol=accepted_protocol(websocket.response.headers.get(PROTOCOL_HEADER)),
         )
         agent.runner = asyncio.create_task(agent.connection.run())
         try:
@@ -205,14 +218,25 @@ async def test_426_error_code_is_the_documented_incompatible_agent(api: Api) -> 
 # --- a connected agent ------------------------------------------------------------------------
 
 
-async def test_agent_with_the_right_credential_gets_the_desired_grants(api: Api) -> None:
+@pytest.mark.parametrize(
+    ("offered", "spoken"),
+    [("1", 1), ("2", 2), ("1, 2", 2), ("2, 1, 99", 2)],
+)
+async def test_agent_with_the_right_credential_gets_the_desired_grants(
+    api: Api, offered: str, spoken: int
+) -> None:
+    """On the highest tunnel protocol both speak, named in the server's 101: an agent that
+    knows only protocol 1 (HTTP/2) still works."""
     cluster_id, credential = register(api, "prod")
     grant = api.post(
         f"/api/v1/clusters/{cluster_id}/access/grants", json={"email": ADMIN_EMAIL, "role": "view"}
     )
     assert grant.status_code == 201, grant.text
-    async with agent_connected(api.url, credential) as agent:
+    async with agent_connected(api.url, credential, protocols=offered) as agent:
         desired = await agent.next_desired()
+        assert agent.connection is not None and agent.connection.protocol == spoken
+        assert agent.websocket.response is not None
+        assert agent.websocket.response.headers[PROTOCOL_HEADER] == str(spoken)
     assert agent.server_hello is not None
     assert agent.server_hello.info["cluster_id"] == cluster_id
     assert desired.revision >= 1

@@ -7,9 +7,10 @@ test_fuzz_decoders.py runs it for a bounded number of inputs. For a longer hunt:
 ``--workdir`` receives the token dictionary, the seed corpus (which grows as libFuzzer finds new
 coverage) and any crashing input; the other flags are libFuzzer's.
 
-An input whose first byte is even goes to the control-message decoder, otherwise to the record
-decoder in chunks the input itself chooses. Anything but TunnelProtocolError, or a decoded value
-that does not survive re-encoding, is a crash.
+An input's first byte picks the decoder (its value modulo 3): the control-message decoder, the
+record decoder, or a protocol-2 frame session (tunnel/frames.py) as gateway or agent; the
+last two are fed in chunks the input itself chooses. Anything but TunnelProtocolError, or a
+decoded value that does not survive re-encoding, is a crash.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import atheris  # type: ignore[import-untyped]
 
 with atheris.instrument_imports(include=["kubegate.tunnel", "kubegate.domain"]):
     from kubegate.tunnel.control import decode_message, encode_message
+    from kubegate.tunnel.frames import HEAD, FrameSession
     from kubegate.tunnel.records import RecordDecoder, encode_record
 
 from kubegate.agent.desired import GrantSpec
@@ -80,14 +82,36 @@ def fuzz_records(data: bytes) -> None:
         return
 
 
+def fuzz_frames(data: bytes) -> None:
+    """Feed a protocol-2 session in chunks: a protocol error must close it, nothing else may
+    escape, and whatever it queues for the peer must itself be whole frames."""
+    provider = atheris.FuzzedDataProvider(data)
+    session = FrameSession(client=provider.ConsumeBool())
+    try:
+        while provider.remaining_bytes():
+            chunk = provider.ConsumeBytes(provider.ConsumeIntInRange(0, 64))
+            session.receive_data(chunk, 0.0)
+    except TunnelProtocolError:
+        if not session.closed:
+            raise AssertionError("a protocol error left the session open") from None
+    out = session.data_to_send()
+    while out:
+        length = HEAD.unpack_from(out)[3]
+        if len(out) < HEAD.size + length:
+            raise AssertionError("the session queued a cut frame")
+        out = out[HEAD.size + length :]
+
+
 def fuzz_one_input(data: bytes) -> None:
     """The libFuzzer entry point."""
     if not data:
         return
-    if data[0] % 2 == 0:
+    if data[0] % 3 == 0:
         fuzz_control(data[1:])
-    else:
+    elif data[0] % 3 == 1:
         fuzz_records(data[1:])
+    else:
+        fuzz_frames(data[1:])
 
 
 def seed_inputs() -> list[bytes]:
@@ -100,7 +124,16 @@ def seed_inputs() -> list[bytes]:
         Failure("incompatible_version", "schema 1 only"),
     ]
     records = b"".join(encode_record(kind, b"payload") for kind in RecordKind)
-    return [b"\x00" + encode_message(m) for m in messages] + [b"\x01\x40" + records]
+    gateway = FrameSession(client=True)
+    stream_id = gateway.open_stream("GET", "/api/v1/pods", (("accept", "application/json"),))
+    gateway.send_data(stream_id, b"body", end_stream=True)
+    gateway.heartbeat(10.0)
+    frames = gateway.data_to_send()
+    return (
+        [b"\x00" + encode_message(m) for m in messages]
+        + [b"\x01\x40" + records]
+        + [b"\x02\x00" + frames]
+    )
 
 
 def main() -> None:

@@ -1,4 +1,9 @@
-"""The tunnel's HTTP/2 session, sans-IO: two sessions joined by shuttling bytes, no sockets."""
+"""The tunnel's sessions, sans-IO: two sessions joined by shuttling bytes, no sockets.
+
+Every test on a :class:`Pair` runs on both protocols: 1 (HTTP/2, ``TunnelSession``) and 2
+(kubegate's framing, ``FrameSession``), which promise the same behaviour. Tests of raw HTTP/2
+bytes are protocol 1's; protocol 2's own are in ``test_frames.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kubegate.errors import TunnelProtocolError
+from kubegate.tunnel.frames import FrameSession
 from kubegate.tunnel.session import (
     CONNECTION_WINDOW,
     MAX_FRAME,
@@ -29,6 +35,12 @@ from kubegate.tunnel.session import (
 )
 from kubegate.tunnel.transport import TICK
 
+Session = TunnelSession | FrameSession
+SESSIONS: dict[str, type[TunnelSession] | type[FrameSession]] = {
+    "h2": TunnelSession,
+    "frames": FrameSession,
+}
+
 CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 CANCEL = 0x8
 DATA, SETTINGS = 0x0, 0x4
@@ -44,11 +56,16 @@ def frame(
 
 @dataclass
 class Pair:
-    """A gateway (HTTP/2 client) and an agent (HTTP/2 server) session wired back to back."""
+    """A gateway (client) and an agent (server) session wired back to back."""
 
-    gateway: TunnelSession = field(default_factory=lambda: TunnelSession(client=True))
-    agent: TunnelSession = field(default_factory=lambda: TunnelSession(client=False))
+    gateway: Session = field(default_factory=lambda: TunnelSession(client=True))
+    agent: Session = field(default_factory=lambda: TunnelSession(client=False))
     now: float = 0.0
+
+    @classmethod
+    def of(cls, kind: str) -> Pair:
+        session = SESSIONS[kind]
+        return cls(session(client=True), session(client=False))
 
     def shuttle(self) -> tuple[list[Event], list[Event]]:
         """Deliver bytes both ways until both are quiet; answers (gateway, agent) events."""
@@ -65,9 +82,9 @@ class Pair:
                 at_gateway += self.gateway.receive_data(to_gateway, self.now)
 
 
-@pytest.fixture
-def pair() -> Pair:
-    joined = Pair()
+@pytest.fixture(params=sorted(SESSIONS))
+def pair(request: pytest.FixtureRequest) -> Pair:
+    joined = Pair.of(request.param)
     joined.shuttle()  # prefaces, settings, the connection window's WINDOW_UPDATE
     return joined
 
@@ -84,7 +101,7 @@ def body(events: list[Event], stream_id: int) -> bytes:
     )
 
 
-def acknowledge_all(session: TunnelSession, events: list[Event]) -> None:
+def acknowledge_all(session: Session, events: list[Event]) -> None:
     for event in events:
         if isinstance(event, DataReceived):
             session.acknowledge(event.stream_id, event.flow_length)
@@ -348,9 +365,10 @@ def test_heartbeat_after_close_sends_nothing_and_does_not_raise(pair: Pair) -> N
     assert pair.gateway.data_to_send() == b""
 
 
-def test_dead_peer_is_detected_within_ten_seconds_at_the_transport_tick() -> None:
+@pytest.mark.parametrize("kind", sorted(SESSIONS))
+def test_dead_peer_is_detected_within_ten_seconds_at_the_transport_tick(kind: str) -> None:
     assert PING_INTERVAL + PING_TIMEOUT + TICK <= 10
-    pair = Pair()
+    pair = Pair.of(kind)
     pair.shuttle()
     # Ticks as the transport makes them; the peer answers until it dies at ``death``.
     death = 31.3

@@ -71,12 +71,15 @@ async def agent_tunnel(websocket: WebSocket) -> None:
         )
         await websocket.send_denial_response(error_response(exc))
         return
-    await websocket.accept()
+    protocol = choose_protocol(websocket.headers.get(PROTOCOL_HEADER))
+    assert protocol is not None  # _authenticate refused the upgrade otherwise
+    await websocket.accept(headers=[(PROTOCOL_HEADER.lower().encode(), str(protocol).encode())])
     await state.tunnels.serve(
         websocket,
         cluster.id,
         cluster.name,
         websocket.headers.get(VERSION_HEADER, "unknown")[:40],
+        protocol=protocol,
     )
 
 
