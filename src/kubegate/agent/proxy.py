@@ -69,33 +69,29 @@ async def serve_proxied(stream: TunnelStream, upstream: Upstream, *, user_prefix
     request = decode_request(incoming.method, incoming.path, incoming.headers)
     exchange = _Exchange(stream, upstream, request, user_prefix, incoming.end_stream)
     relay = asyncio.ensure_future(exchange.run())
-    # Waiting on the apiserver (a quiet watch) must not keep an abandoned stream alive.
-    dead = asyncio.ensure_future(stream.wait_dead())
-    try:
-        await asyncio.wait((relay, dead), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        dead.cancel()
+    abandoned = False
+
+    def abandon() -> None:
         # Once, and never again while it cleans up: a second cancel would interrupt the
         # closing of its apiserver connection (a TaskGroup's abort would be that second one).
-        if not relay.done() and not exchange.settled:
+        nonlocal abandoned
+        if not abandoned and not relay.done() and not exchange.settled:
+            abandoned = True
             relay.cancel()
-        await _join(relay)
-        await asyncio.wait((dead,))
 
-
-async def _join(task: asyncio.Future[None]) -> None:
-    """Wait for ``task`` to finish without cancelling it again if we are cancelled meanwhile
-    (the cancellation is passed on once it has); re-raise what it failed with."""
+    # Waiting on the apiserver (a quiet watch) must not keep an abandoned stream alive.
+    stream.on_dead(abandon)
     cancelled = False
-    while not task.done():
+    while not relay.done():
         try:
-            await asyncio.wait((task,))  # unlike awaiting it, never cancels it
+            await asyncio.wait((relay,))  # unlike awaiting it, never cancels it
         except asyncio.CancelledError:
             cancelled = True
-    if cancelled:
+            abandon()
+    if cancelled:  # passed on once the relay has finished
         raise asyncio.CancelledError
-    if not task.cancelled():
-        task.result()
+    if not relay.cancelled():
+        relay.result()
 
 
 class _Exchange:

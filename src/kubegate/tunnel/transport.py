@@ -85,6 +85,7 @@ class TunnelStream:
         self._error: KubegateError | None = None
         self._readable = asyncio.Event()
         self._dead = asyncio.Event()
+        self._dead_callbacks: list[Callable[[], None]] = []
         self._response: asyncio.Future[h2s.ResponseReceived] = (
             asyncio.get_running_loop().create_future()
         )
@@ -124,7 +125,11 @@ class TunnelStream:
     def _on_error(self, error: KubegateError) -> None:
         if self._error is None:
             self._error = error
-        self._dead.set()
+        if not self._dead.is_set():
+            self._dead.set()
+            callbacks, self._dead_callbacks = self._dead_callbacks, []
+            for callback in callbacks:
+                callback()
         if not self._response.done():
             self._response.set_exception(error)
             self._response.exception()  # retrieved: no "never retrieved" warning
@@ -136,6 +141,14 @@ class TunnelStream:
     def is_dead(self) -> bool:
         """The stream was reset (by either side) or its tunnel closed."""
         return self._dead.is_set()
+
+    def on_dead(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the stream is reset or its tunnel closes (at once if it
+        already is): cheaper than a task in :meth:`wait_dead` for every request."""
+        if self._dead.is_set():
+            callback()
+        else:
+            self._dead_callbacks.append(callback)
 
     async def wait_dead(self) -> None:
         """Wait until the stream is reset or its tunnel closes (a relay blocked on the other

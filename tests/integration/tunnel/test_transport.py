@@ -1,7 +1,8 @@
 """The tunnel transport over a real WebSocket pair on loopback.
 
-The WebSocket server side plays the gateway (HTTP/2 client, opens streams) and the WebSocket
-client side plays the agent (HTTP/2 server, a handler answers each stream), as in production.
+The WebSocket server side plays the gateway (client, opens streams) and the WebSocket client
+side plays the agent (server, a handler answers each stream), as in production. Every test
+runs on both tunnel protocols: 1 (HTTP/2) and 2 (kubegate frames).
 The only fault injection is :class:`FaultyChannel`, a channel that stops carrying messages.
 """
 
@@ -21,6 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from kubegate.agent.client import WebsocketsChannel
+from kubegate.tunnel.frames import DATA, END_STREAM, HEAD, HEADERS
 from kubegate.tunnel.session import CONNECTION_WINDOW, PING_INTERVAL, PING_TIMEOUT, STREAM_WINDOW
 from kubegate.tunnel.transport import (
     MAX_MESSAGE,
@@ -103,10 +105,16 @@ async def read_all(stream: TunnelStream) -> bytes:
     return bytes(body)
 
 
-def ends_stream(data: bytes, stream_id: int) -> bool:
-    """Whether these whole HTTP/2 frames include END_STREAM for ``stream_id``."""
+def ends_stream(data: bytes, stream_id: int, protocol: int) -> bool:
+    """Whether these whole frames (HTTP/2, or protocol 2's) include END_STREAM for
+    ``stream_id``."""
     offset = 0
-    while offset < len(data):
+    while protocol >= 2 and offset < len(data):
+        kind, flags, frame_stream, length = HEAD.unpack_from(data, offset)
+        if kind in (DATA, HEADERS) and flags & END_STREAM and frame_stream == stream_id:
+            return True
+        offset += HEAD.size + length
+    while protocol < 2 and offset < len(data):
         length = int.from_bytes(data[offset : offset + 3], "big")
         kind, flags = data[offset + 3], data[offset + 4]
         frame_stream = int.from_bytes(data[offset + 5 : offset + 9], "big") & 0x7FFF_FFFF
@@ -208,7 +216,7 @@ class TunnelPair:
 
 
 @contextlib.asynccontextmanager
-async def tunnel_pair() -> AsyncIterator[TunnelPair]:
+async def tunnel_pair(protocol: int = 1) -> AsyncIterator[TunnelPair]:
     app = AgentApp()
     gateway_ready: asyncio.Future[tuple[TunnelConnection, FaultyChannel, asyncio.Task[None]]] = (
         asyncio.get_running_loop().create_future()
@@ -216,7 +224,7 @@ async def tunnel_pair() -> AsyncIterator[TunnelPair]:
 
     async def gateway_side(websocket: ServerConnection) -> None:
         channel = FaultyChannel(WebsocketsChannel(websocket))
-        connection = TunnelConnection(channel, client=True, name="gateway")
+        connection = TunnelConnection(channel, client=True, name="gateway", protocol=protocol)
         runner = asyncio.create_task(connection.run())
         gateway_ready.set_result((connection, channel, runner))
         # The test looks at how run() ended; the WebSocket closes when this returns.
@@ -233,7 +241,9 @@ async def tunnel_pair() -> AsyncIterator[TunnelPair]:
             ping_interval=None,
         ) as websocket:
             agent_channel = FaultyChannel(WebsocketsChannel(websocket))
-            agent = TunnelConnection(agent_channel, client=False, handler=app, name="agent")
+            agent = TunnelConnection(
+                agent_channel, client=False, handler=app, name="agent", protocol=protocol
+            )
             agent_task = asyncio.create_task(agent.run())
             async with asyncio.timeout(GUARD):
                 gateway, gateway_channel, gateway_task = await gateway_ready
@@ -251,10 +261,11 @@ async def tunnel_pair() -> AsyncIterator[TunnelPair]:
                     await asyncio.wait([gateway_task, agent_task])
 
 
-@pytest.fixture
-async def pair() -> AsyncIterator[TunnelPair]:
-    """A gateway and an agent joined by a real WebSocket; the agent answers with AgentApp."""
-    async with tunnel_pair() as joined:
+@pytest.fixture(params=[1, 2], ids=["h2", "frames"])
+async def pair(request: pytest.FixtureRequest) -> AsyncIterator[TunnelPair]:
+    """A gateway and an agent joined by a real WebSocket, on tunnel protocol 1 or 2; the
+    agent answers with AgentApp."""
+    async with tunnel_pair(request.param) as joined:
         yield joined
 
 
@@ -328,6 +339,21 @@ async def test_gateway_cancel_makes_the_agents_receive_raise_stream_cancelled(
     assert isinstance(pair.app.errors["/hold/1"], StreamCancelled)
 
 
+async def test_on_dead_callbacks_run_once_when_the_peer_resets_and_at_once_after(
+    pair: TunnelPair,
+) -> None:
+    stream = await pair.gateway.open_stream("POST", "/hold/2")
+    async with asyncio.timeout(GUARD):
+        await stream.response()
+        held = pair.app.held["/hold/2"]
+        calls: list[str] = []
+        held.on_dead(lambda: calls.append("before"))
+        await stream.cancel()
+        await pair.app.done("/hold/2").wait()
+    held.on_dead(lambda: calls.append("after"))
+    assert calls == ["before", "after"]
+
+
 async def test_agent_cancel_makes_the_gateways_receive_raise_stream_cancelled(
     pair: TunnelPair,
 ) -> None:
@@ -381,7 +407,7 @@ async def test_empty_send_with_end_stream_is_flushed_before_send_returns(
         pending = pair.gateway.session.data_to_send()
         await pair.gateway.channel.send(pending)  # let the stream finish regardless
         assert await read_all(stream) == b""
-    assert not ends_stream(pending, stream.stream_id)
+    assert not ends_stream(pending, stream.stream_id, pair.gateway.protocol)
 
 
 # --- errors in a handler ----------------------------------------------------------------------
