@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-import h11
-
 from kubegate.errors import (
     KubegateError,
     NotFound,
@@ -36,6 +34,13 @@ from kubegate.errors import (
 from kubegate.proxy.audit import AuditTrail
 from kubegate.proxy.authority import NO_ACCESS, Authority, Cancel, Identity
 from kubegate.proxy.headers import bearer_token, clean_request_headers
+from kubegate.proxy.http1 import (
+    Data,
+    EndOfMessage,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Request,
+)
 from kubegate.proxy.limits import Concurrency, RateLimiter, retry_after
 from kubegate.proxy.request import RequestInfo, is_long_running, parse_request_info, split_target
 from kubegate.proxy.status import status_response
@@ -113,7 +118,7 @@ class Forwarder:
         self.watches = Concurrency(settings.proxy_max_watches)
         self.streams = Concurrency(settings.proxy_max_streams)
 
-    async def exchange(self, conn: ClientConnection, request: h11.Request) -> bool:
+    async def exchange(self, conn: ClientConnection, request: Request) -> bool:
         """Serve one request; answers whether the connection may carry another."""
         method = request.method.decode("ascii", "replace")
         outcome = _Outcome(self._clock(), method, request.target.decode("ascii", "replace"))
@@ -136,7 +141,7 @@ class Forwarder:
 
     # -- admission -------------------------------------------------------------------
 
-    async def _admit(self, request: h11.Request, method: str, outcome: _Outcome) -> _Admitted:
+    async def _admit(self, request: Request, method: str, outcome: _Outcome) -> _Admitted:
         target = split_target(request.target)
         outcome.path = target.path
         if not self.settings.gateway_enabled:
@@ -196,21 +201,26 @@ class Forwarder:
         outcome.status = answer.status
         outcome.extra["error"] = error.message
         headers = [(k.encode(), v.encode()) for k, v in answer.headers]
-        if conn.h11.our_state is not h11.SEND_RESPONSE:
+        http = conn.http
+        if not http.waiting_for_response:
             return False
-        await conn.send(h11.Response(status_code=answer.status, headers=headers))
-        await conn.send(h11.Data(data=answer.body))
-        await conn.send(h11.EndOfMessage())
+        await conn.write(
+            [http.response(answer.status, headers), http.data(answer.body), http.end()]
+        )
         # Keep the connection only if the request had no body left unread.
-        event = conn.h11.next_event()
-        return isinstance(event, h11.EndOfMessage) or conn.h11.their_state is h11.DONE
+        if http.request_complete:
+            return True
+        try:
+            return isinstance(http.next_event(), EndOfMessage)
+        except RemoteProtocolError:
+            return False
 
     # -- relay -------------------------------------------------------------------------
 
     async def _relay(
         self,
         conn: ClientConnection,
-        request: h11.Request,
+        request: Request,
         outcome: _Outcome,
         admitted: _Admitted,
         headers: list[tuple[str, str]],
@@ -223,8 +233,11 @@ class Forwarder:
                 conn, Unavailable(f"cluster {cluster_name} is offline"), outcome
             )
         if not has_body:
-            event = conn.h11.next_event()
-            if not isinstance(event, h11.EndOfMessage):  # pragma: no cover - h11 guarantees
+            try:
+                event = conn.http.next_event()
+            except RemoteProtocolError:
+                return False
+            if not isinstance(event, EndOfMessage):  # pragma: no cover - llhttp guarantees
                 return False
         try:
             stream = await link.connection.open_stream(
@@ -293,14 +306,11 @@ class Forwarder:
             outcome.status = response.status
             # What the tunnel already holds is written together: a small answer (head, body,
             # end) is one write; a watch is written event by event as it arrives.
+            http = conn.http
             pending = [
-                conn.h11.send(
-                    h11.Response(
-                        status_code=response.status,
-                        headers=[(k.encode(), v.encode()) for k, v in response.headers],
-                    )
+                http.response(
+                    response.status, [(k.encode(), v.encode()) for k, v in response.headers]
                 )
-                or b""
             ]
             head_sent = True
             while True:
@@ -311,8 +321,8 @@ class Forwarder:
                 if not chunk:
                     break
                 outcome.bytes_out += len(chunk)
-                pending.append(conn.h11.send(h11.Data(data=chunk)) or b"")
-            pending.append(conn.h11.send(h11.EndOfMessage()) or b"")
+                pending.append(http.data(chunk))
+            pending.append(http.end())
             await conn.write(pending)
             return True
         except (StreamCancelled, TunnelClosed) as exc:
@@ -328,7 +338,7 @@ class Forwarder:
             if not head_sent:
                 return await self._refuse(conn, BadGateway(str(exc)), outcome)
             return False
-        except (h11.LocalProtocolError, ConnectionError) as exc:
+        except (LocalProtocolError, ConnectionError) as exc:
             await stream.cancel()
             outcome.extra["closed"] = f"client connection: {type(exc).__name__}"
             return False
@@ -346,10 +356,10 @@ class Forwarder:
             if has_body:
                 while True:
                     event = await conn.next_event()
-                    if isinstance(event, h11.Data):
+                    if isinstance(event, Data):
                         outcome.bytes_in += len(event.data)
-                        await stream.send(bytes(event.data))
-                    elif isinstance(event, h11.EndOfMessage):
+                        await stream.send(event.data)
+                    elif isinstance(event, EndOfMessage):
                         await stream.end()
                         break
                     else:
@@ -361,10 +371,10 @@ class Forwarder:
             else:
                 # A pipelined next request (or early bytes of an upgraded protocol): kept
                 # for after this exchange; we stop watching for EOF.
-                conn.h11.receive_data(data)
+                conn.http.receive_data(data)
         except (StreamCancelled, TunnelClosed):
             cancel("the tunnel stream failed while sending the request body")
-        except (ConnectionError, h11.RemoteProtocolError):
+        except (ConnectionError, RemoteProtocolError):
             cancel("kubectl's connection failed mid-request")
 
     async def _relay_upgraded(
@@ -376,18 +386,16 @@ class Forwarder:
     ) -> bool:
         """After the upstream's 101: raw bytes both ways until the upstream ends."""
         outcome.status = 101
-        await conn.send(
-            h11.InformationalResponse(
-                status_code=101,
-                headers=[
-                    (b"connection", b"Upgrade"),
-                    (b"upgrade", (response.upgrade or "").encode()),
-                    *[(k.encode(), v.encode()) for k, v in response.headers],
-                ],
-            )
+        switch = conn.http.switch(
+            [
+                (b"connection", b"Upgrade"),
+                (b"upgrade", (response.upgrade or "").encode()),
+                *[(k.encode(), v.encode()) for k, v in response.headers],
+            ]
         )
-        trailing, _closed = conn.h11.trailing_data
-        up = asyncio.ensure_future(self._client_to_tunnel(conn, stream, bytes(trailing), outcome))
+        await conn.write([switch])
+        trailing = conn.http.trailing_data
+        up = asyncio.ensure_future(self._client_to_tunnel(conn, stream, trailing, outcome))
         try:
             while chunk := await stream.receive():
                 outcome.bytes_out += len(chunk)
@@ -445,7 +453,7 @@ class Forwarder:
         )
 
 
-def _has_body(request: h11.Request) -> bool:
+def _has_body(request: Request) -> bool:
     for name, value in request.headers:
         if name == b"transfer-encoding":
             return True

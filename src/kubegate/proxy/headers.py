@@ -66,11 +66,12 @@ class CleanRequest:
 def clean_request_headers(headers: Sequence[tuple[bytes, bytes]]) -> CleanRequest:
     """Remove everything from a client's headers that must not reach the cluster.
 
-    ``headers`` are h11's (name, value) pairs. Removes credentials (``authorization``,
-    ``cookie``), ``host``, ``impersonate-*``, ``x-remote-*``, ``kubegate-*``, hop-by-hop
-    headers and every header a ``Connection`` header names, plus ``content-length`` when
-    ``transfer-encoding`` is present (RFC 9112 §6.3). ``sec-websocket-protocol`` loses
-    every bearer-token subprotocol entry. Everything else passes in order, repeats included.
+    ``headers`` are the parsed (name, value) byte pairs, names lower-case. Removes
+    credentials (``authorization``, ``cookie``), ``host``, ``impersonate-*``, ``x-remote-*``,
+    ``kubegate-*``, hop-by-hop headers and every header a ``Connection`` header names, plus
+    ``content-length`` when ``transfer-encoding`` is present (RFC 9112 §6.3).
+    ``sec-websocket-protocol`` loses every bearer-token subprotocol entry. Everything else
+    passes in order, repeats included.
     """
     decoded = [(_text(name).lower(), _text(value)) for name, value in headers]
     tokens = _connection_tokens(decoded)

@@ -1,4 +1,4 @@
-"""The Kubernetes API proxy's own listener: HTTP/1.1 on a sans-IO ``h11`` parser.
+"""The Kubernetes API proxy's own listener: HTTP/1.1 on ``httptools`` (``proxy/http1.py``).
 
 An ASGI server cannot hand over the raw socket a SPDY upgrade needs, so kubectl talks to this
 listener (DESIGN §4) while the REST API and portal stay on uvicorn. Each connection reads one
@@ -15,15 +15,18 @@ import logging
 import ssl
 from dataclasses import dataclass
 
-import h11
-
 from kubegate.errors import KubegateError
 from kubegate.proxy.forward import Forwarder
+from kubegate.proxy.http1 import (
+    NEED_DATA,
+    Event,
+    RemoteProtocolError,
+    Request,
+    ServerConnection,
+)
 from kubegate.proxy.status import status_response
 
 log = logging.getLogger(__name__)
-
-OutgoingEvent = h11.Response | h11.InformationalResponse | h11.Data | h11.EndOfMessage
 
 # The largest request line plus headers accepted (kube-apiserver allows 1 MiB; kubectl's
 # heads are a few KiB). Beyond it: 431.
@@ -51,35 +54,29 @@ class BadRequest(KubegateError):
 
 @dataclass
 class ClientConnection:
-    """One accepted connection: its h11 state and its socket."""
+    """One accepted connection: its HTTP/1.1 state and its socket."""
 
-    h11: h11.Connection
+    http: ServerConnection
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     peer: str
 
-    async def next_event(self, *, idle: bool = False) -> object:
-        """The next h11 event (or ``h11.PAUSED``), reading from the socket as needed."""
+    async def next_event(self, *, idle: bool = False) -> Event:
+        """The next HTTP/1.1 event, reading from the socket as needed."""
         while True:
-            event = self.h11.next_event()
-            if event is h11.NEED_DATA:
+            event = self.http.next_event()
+            if event is NEED_DATA:
                 if idle:
                     async with asyncio.timeout(IDLE_TIMEOUT):
                         data = await self.reader.read(READ_SIZE)
                 else:
                     data = await self.reader.read(READ_SIZE)
-                self.h11.receive_data(data)
+                self.http.receive_data(data)
                 continue
             return event
 
-    async def send(self, event: OutgoingEvent) -> None:
-        data = self.h11.send(event)
-        if data:
-            self.writer.write(data)
-            await self.writer.drain()
-
     async def write(self, pieces: list[bytes]) -> None:
-        """Write what h11 produced, in one go, and wait for the socket to drain."""
+        """Write these pieces in one go, and wait for the socket to drain."""
         data = b"".join(pieces)
         if data:
             self.writer.write(data)
@@ -124,7 +121,7 @@ class ProxyServer:
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
         connection = ClientConnection(
-            h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD),
+            ServerConnection(max_head=MAX_HEAD, read_size=READ_SIZE),
             reader,
             writer,
             f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer),
@@ -147,40 +144,33 @@ class ProxyServer:
         while True:
             try:
                 event = await connection.next_event(idle=True)
-            except h11.RemoteProtocolError as exc:
+            except RemoteProtocolError as exc:
                 await self._refuse_garbage(connection, exc)
                 return
-            if isinstance(event, h11.Request):
+            if isinstance(event, Request):
                 if _head_size(event) > MAX_HEAD:
-                    # h11 bounds only a head still incomplete in its buffer; one that
-                    # arrived whole is measured here.
+                    # http1 bounds only a head still incomplete; one that arrived whole is
+                    # measured here.
                     await self._refuse_garbage(
-                        connection, h11.RemoteProtocolError("head too large", 431)
+                        connection, RemoteProtocolError("head too large", 431)
                     )
                     return
                 keep_alive = await self.forwarder.exchange(connection, event)
-                if not keep_alive:
+                if not keep_alive or not connection.http.reusable:
                     return
-                if (
-                    connection.h11.our_state is not h11.DONE
-                    or connection.h11.their_state is not h11.DONE
-                ):
-                    return
-                connection.h11.start_next_cycle()
+                connection.http.start_next_cycle()
             else:  # ConnectionClosed, or anything a client should not start with
                 return
 
-    async def _refuse_garbage(
-        self, connection: ClientConnection, exc: h11.RemoteProtocolError
-    ) -> None:
+    async def _refuse_garbage(self, connection: ClientConnection, exc: RemoteProtocolError) -> None:
         """A head too large (431) or not HTTP (400): answer if we still can, then close."""
-        if connection.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if connection.http.response_started:
             return
         error: KubegateError
-        if exc.error_status_hint == 431:
+        if exc.status_hint == 431:
             error = HeadTooLarge(f"the request line and headers exceed {MAX_HEAD // 1024} KiB")
         else:
-            error = BadRequest(f"malformed HTTP/1.1 request: {exc}")
+            error = BadRequest(str(exc))
         answer = status_response(error)
         raw = (
             f"HTTP/1.1 {answer.status} {error.reason}\r\n".encode()
@@ -205,7 +195,7 @@ class ProxyServer:
                 await asyncio.wait_for(self._server.wait_closed(), 5)
 
 
-def _head_size(request: h11.Request) -> int:
+def _head_size(request: Request) -> int:
     size = len(request.method) + len(request.target) + 12
     for name, value in request.headers:
         size += len(name) + len(value) + 4
