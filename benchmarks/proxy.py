@@ -39,6 +39,7 @@ from rich.console import Console
 import kubegate
 from benchmarks.load_protocol import LoadGenerator
 from benchmarks.proxy_phases import (
+    PATHS,
     Comparison,
     Level,
     PathRun,
@@ -84,6 +85,8 @@ class Options:
     watch_parallel: int
     watch_deadline_s: float
     phases: tuple[str, ...]
+    paths: tuple[str, ...]
+    profile_get_concurrency: int
     out: Path
     workdir: Path | None
 
@@ -123,7 +126,9 @@ class Run:
         self.failures: list[str] = []
         self.paths = Paths(stack, workdir)
         self.generator = LoadGenerator(workdir / "generator.log")
-        self.requests = RequestPhases(stack, self.paths, self.generator, self.say)
+        self.requests = RequestPhases(
+            stack, self.paths, self.generator, self.say, compared=options.paths
+        )
         self.streams = StreamPhases(self.requests)
 
     def say(self, line: str) -> None:
@@ -163,7 +168,9 @@ class Run:
             profiles = [
                 self.phase(
                     "profile",
-                    lambda: self.requests.profiled_get(get_path, 16, seconds, self.workdir),
+                    lambda: self.requests.profiled_get(
+                        get_path, options.profile_get_concurrency, seconds, self.workdir
+                    ),
                 ),
                 self.phase(
                     "profile",
@@ -256,12 +263,22 @@ def parse(argv: Sequence[str]) -> Options:
     add("--watch-parallel", type=int, default=100, help="watches being opened at once")
     add("--watch-deadline", type=float, default=60.0, help="seconds for an event to arrive")
     add("--phases", default=",".join(PHASES), help=f"subset of {','.join(PHASES)}")
+    add(
+        "--paths",
+        default=",".join(PATHS),
+        help=f"paths the GET and LIST phases compare, a subset of {','.join(PATHS)} "
+        "(direct is always measured: the ratios need it)",
+    )
+    add("--profile-get-concurrency", type=int, default=16, help="concurrency of the profiled GET")
     add("--out", type=Path, default=REPO / "docs" / "benchmarks.json")
     add("--workdir", type=Path, help="keep logs, profiles and data here (default: temp)")
     args = parser.parse_args(argv)
     phases = tuple(p for p in args.phases.split(",") if p)
     if not set(phases) <= set(PHASES):
         parser.error(f"--phases takes {', '.join(PHASES)}")
+    paths = tuple(p for p in PATHS if p == "direct" or p in args.paths.split(","))
+    if not set(args.paths.split(",")) <= set(PATHS):
+        parser.error(f"--paths takes {', '.join(PATHS)}")
     return Options(
         get_levels=Level.parse_list(args.get_levels),
         list_size=args.list_size,
@@ -274,6 +291,8 @@ def parse(argv: Sequence[str]) -> Options:
         watch_parallel=args.watch_parallel,
         watch_deadline_s=args.watch_deadline,
         phases=phases,
+        paths=paths,
+        profile_get_concurrency=args.profile_get_concurrency,
         out=args.out,
         workdir=args.workdir,
     )

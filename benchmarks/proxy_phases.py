@@ -92,11 +92,20 @@ class ProfiledRun:
 class RequestPhases:
     """Runs loads from the generator process and meters every process while they run."""
 
-    def __init__(self, stack: Stack, paths: Paths, generator: LoadGenerator, say: Say) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        paths: Paths,
+        generator: LoadGenerator,
+        say: Say,
+        compared: Sequence[str] = PATHS,
+    ) -> None:
         self.stack = stack
         self.paths = paths
         self.generator = generator
         self.say = say
+        self.compared = tuple(compared)
+        """The paths the GET and LIST phases measure (direct is always among them)."""
 
     def pids(self) -> dict[str, int]:
         found = dict(self.stack.pids())
@@ -159,7 +168,7 @@ class RequestPhases:
 
     def levels(self, api_path: str, levels: Sequence[Level]) -> list[PathRun]:
         """Every level on every path, the paths taking turns at each level."""
-        return [self.run(path, api_path, level) for level in levels for path in PATHS]
+        return [self.run(path, api_path, level) for level in levels for path in self.compared]
 
     def mints(self, levels: Sequence[Level]) -> list[PathRun]:
         """``POST /api/v1/clusters/{id}/k8s-token`` as the member, at each concurrency."""
@@ -171,7 +180,7 @@ class RequestPhases:
     def warm_up(self, api_path: str) -> None:
         """An untimed run on every path: first connections, the generator's first TLS
         contexts, caches in every process."""
-        for path in PATHS:
+        for path in self.compared:
             target = self.target(path)
             self.generator.load(target, api_path, concurrency=4, requests=200, warmup=WARMUP)
 

@@ -57,7 +57,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
             tunnels = TunnelRegistry(sessions)
             authority = Authority(sessions)
             tunnels.on_access_changed(authority.cluster_changed)
-            audit = AuditTrail(sessions)
+            audit = AuditTrail(trips)
             proxy = ProxyServer(
                 Forwarder(settings=settings, authority=authority, tunnels=tunnels, audit=audit),
                 host=settings.host,
