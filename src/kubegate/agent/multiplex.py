@@ -183,7 +183,7 @@ class SharedConnections:
             return
         link.closing = True
         with contextlib.suppress(Exception):
-            await link.connection.close("idle")
+            await link.connection.close("idle", expected=True)
         await asyncio.wait((link.task,), timeout=CLOSE_TIMEOUT)
 
     async def aclose(self) -> None:
@@ -191,7 +191,7 @@ class SharedConnections:
         for link in links:
             link.closing = True
             with contextlib.suppress(Exception):
-                await link.connection.close("the agent is stopping")
+                await link.connection.close("the agent is stopping", expected=True)
         if links:
             await asyncio.wait([link.task for link in links], timeout=CLOSE_TIMEOUT)
             for link in links:

@@ -355,13 +355,21 @@ class UpgradeConnection:
         self.writer = writer
         self.status = status
         self.headers = headers
+        self._indexed: list[tuple[str, str]] | None = None
+        self._index: dict[str, str] = {}
 
     @property
     def switched(self) -> bool:
         return self.status == 101
 
     def _header(self, name: str) -> str | None:
-        return next((v for n, v in self.headers if n.lower() == name), None)
+        """The first value of header ``name`` (lower-case) in the current answer's head."""
+        if self._indexed is not self.headers:  # a pooled connection's next answer
+            index: dict[str, str] = {}
+            for key, value in self.headers:
+                index.setdefault(key.lower(), value)
+            self._index, self._indexed = index, self.headers
+        return self._index.get(name)
 
     async def relay_body(self, send: Send, *, method: str) -> None:
         """The body of a non-101 answer, de-chunked: Content-Length, chunked, or until EOF."""

@@ -445,11 +445,12 @@ class TunnelConnection:
         self._closed.set()
         self._window.set()  # senders wake, see the close and raise
 
-    async def close(self, reason: str, *, code: int = 1000) -> None:
-        """Close the tunnel: GOAWAY with ``reason``, then the WebSocket. Logs the reason."""
+    async def close(self, reason: str, *, code: int = 1000, expected: bool = False) -> None:
+        """Close the tunnel: GOAWAY with ``reason``, then the WebSocket. Logs the reason: a
+        warning, or at info level when the close is ``expected`` (routine, not a problem)."""
         if self._closed.is_set():
             return
-        log.warning("closing %s: %s", self.name, reason)
+        log.log(logging.INFO if expected else logging.WARNING, "closing %s: %s", self.name, reason)
         self.session.close(reason)
         self._mark_closed(reason)
         # A peer that stopped reading must not hold the close up.
