@@ -207,6 +207,10 @@ def test_only_an_upgrade_request_can_switch() -> None:
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS hello on the plain port
         b"GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
         b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+        # Request smuggling: two lengths, or a folded header hiding one.
+        b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"GET / HTTP/1.1\r\nX-A: 1\r\n Transfer-Encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-A: a\x00b\r\n\r\n",
     ],
 )
 def test_bytes_that_are_not_http_are_a_400(garbage: bytes) -> None:
