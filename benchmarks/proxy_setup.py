@@ -25,7 +25,7 @@ from benchmarks.load_protocol import Target
 from benchmarks.stack import BenchmarkFailed, Stack, cpu_seconds
 from kubegate.agent.desired import DEFAULT_USER_PREFIX
 from kubegate.testenv import components
-from kubegate.testenv.processes import free_port
+from kubegate.testenv.processes import free_port, terminate
 from kubegate.tunnel.exchange import KUBEGATE_GROUP
 
 GET_NAMESPACE = "bench-get"
@@ -102,13 +102,7 @@ class KubectlProxy:
         wait_until(ready, 30, "kubectl proxy")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self._log.close()
 
 
@@ -160,13 +154,7 @@ class RelayFloor:
 
     def close(self) -> None:
         for proc in (self.front, self.back):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            terminate(proc)
         self._log.close()
 
 

@@ -24,7 +24,7 @@ from benchmarks.proxy_setup import FORWARD_NAMESPACE, WATCH_NAMESPACE, CpuMeter
 from benchmarks.stack import BenchmarkFailed, memory_kib
 from kubegate.testenv import components
 from kubegate.testenv.pods import EchoServer, create_fake_pod
-from kubegate.testenv.processes import ProcessFailed
+from kubegate.testenv.processes import ProcessFailed, terminate
 
 Say = Callable[[str], None]
 MIB = 1 << 20
@@ -303,12 +303,7 @@ class StreamPhases:
             self.say(f"port-forward {path}/{transport} failed: {exc}")
             return ForwardRun(path, transport, payload_mib, 0.0, 0.0, False, {}, str(exc))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate(proc)
         rate = round(payload_mib / seconds, 1)
         self.say(f"port-forward {path:>8}/{transport:<9} {payload_mib} MiB: {rate} MiB/s")
         return ForwardRun(path, transport, payload_mib, round(seconds, 3), rate, intact, cpu)

@@ -28,6 +28,7 @@ from kubegate.testenv.build import ensure_environment
 from kubegate.testenv.controlplane import ControlPlane
 from kubegate.testenv.gateway import GatewayServer
 from kubegate.testenv.pods import EchoServer, FakePod, create_fake_pod
+from kubegate.testenv.processes import terminate
 from kubegate.testenv.system import kubectl_binaries
 
 DEMO_NAMESPACE = "demo"
@@ -190,12 +191,7 @@ class DemoKubectl:
                 style="dim",
             )
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            terminate(proc)
             reader.join(5)
             for stream in (proc.stdout, proc.stderr):
                 if stream is not None:
