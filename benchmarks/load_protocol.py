@@ -172,9 +172,15 @@ class LoadGenerator:
         return answer
 
     def load(self, target: Target, path: str, **arguments: object) -> LoadResult:
-        return LoadResult.from_json(
-            self.call("load", target=asdict(target), path=path, **arguments)
-        )
+        return self.load_with_samples(target, path, **arguments)[0]
+
+    def load_with_samples(
+        self, target: Target, path: str, **arguments: object
+    ) -> tuple[LoadResult, list[float]]:
+        """A load run, and every timed request's latency in seconds."""
+        answer = self.call("load", target=asdict(target), path=path, samples=True, **arguments)
+        samples = [float(s) for s in answer.pop("samples_s", [])]
+        return LoadResult.from_json(answer), samples
 
     def close(self) -> None:
         if self.proc.poll() is None:

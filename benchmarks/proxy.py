@@ -86,6 +86,7 @@ class Options:
     watch_deadline_s: float
     phases: tuple[str, ...]
     paths: tuple[str, ...]
+    rounds: int
     profile_get_concurrency: int
     out: Path
     workdir: Path | None
@@ -127,7 +128,12 @@ class Run:
         self.paths = Paths(stack, workdir)
         self.generator = LoadGenerator(workdir / "generator.log")
         self.requests = RequestPhases(
-            stack, self.paths, self.generator, self.say, compared=options.paths
+            stack,
+            self.paths,
+            self.generator,
+            self.say,
+            compared=options.paths,
+            rounds=options.rounds,
         )
         self.streams = StreamPhases(self.requests)
 
@@ -269,6 +275,13 @@ def parse(argv: Sequence[str]) -> Options:
         help=f"paths the GET and LIST phases compare, a subset of {','.join(PATHS)} "
         "(direct is always measured: the ratios need it)",
     )
+    add(
+        "--rounds",
+        type=int,
+        default=4,
+        help="turns each path takes at each GET and LIST level (the level's requests split "
+        "between them), so that a machine whose speed drifts weighs on every path alike",
+    )
     add("--profile-get-concurrency", type=int, default=16, help="concurrency of the profiled GET")
     add("--out", type=Path, default=REPO / "docs" / "benchmarks.json")
     add("--workdir", type=Path, help="keep logs, profiles and data here (default: temp)")
@@ -292,6 +305,7 @@ def parse(argv: Sequence[str]) -> Options:
         watch_deadline_s=args.watch_deadline,
         phases=phases,
         paths=paths,
+        rounds=max(1, args.rounds),
         profile_get_concurrency=args.profile_get_concurrency,
         out=args.out,
         workdir=args.workdir,

@@ -102,9 +102,10 @@ async def load(
     requests: int,
     duration_s: float,
     warmup: int,
-) -> LoadResult:
+) -> tuple[LoadResult, list[float]]:
     """``requests`` requests (or as many as fit in ``duration_s`` when it is > 0) from
-    ``concurrency`` keep-alive connections, after ``warmup`` untimed ones on each."""
+    ``concurrency`` keep-alive connections, after ``warmup`` untimed ones on each; answers
+    the summary and every timed request's latency in seconds."""
     tls = target.ssl_context()
     head = target.head(method, path)
     connections: list[Connection | None] = [None] * concurrency
@@ -158,7 +159,7 @@ async def load(
         if connection is not None:
             await connection.close()
     done = len(samples)
-    return LoadResult(
+    result = LoadResult(
         requests=done,
         concurrency=concurrency,
         wall_s=round(wall, 3),
@@ -169,6 +170,7 @@ async def load(
         body_bytes_mean=body_bytes // done if done else 0,
         generator_cpu_s=round(cpu, 3),
     )
+    return result, samples
 
 
 @dataclass
@@ -323,17 +325,19 @@ async def serve() -> None:
 
 async def _answer(pool: WatchPool, op: str, command: dict[str, Any]) -> dict[str, Any]:
     if op == "load":
-        return asdict(
-            await load(
-                Target.from_json(command["target"]),
-                command.get("method", "GET"),
-                command["path"],
-                command["concurrency"],
-                command.get("requests", 0),
-                command.get("duration_s", 0.0),
-                command.get("warmup", 5),
-            )
+        result, samples = await load(
+            Target.from_json(command["target"]),
+            command.get("method", "GET"),
+            command["path"],
+            command["concurrency"],
+            command.get("requests", 0),
+            command.get("duration_s", 0.0),
+            command.get("warmup", 5),
         )
+        answer = asdict(result)
+        if command.get("samples"):
+            answer["samples_s"] = samples
+        return answer
     if op == "watch_open":
         target = Target.from_json(command["target"])
         opened = await pool.open(target, command["path"], command["total"], command["parallel"])

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import proxy_profile
-from benchmarks.load_protocol import LoadGenerator, LoadResult, Target
+from benchmarks.load_protocol import Latency, LoadGenerator, LoadResult, Target
 from benchmarks.proxy_profile import Profile
 from benchmarks.proxy_setup import CpuMeter, Paths
 from benchmarks.stack import Stack
@@ -99,6 +100,7 @@ class RequestPhases:
         generator: LoadGenerator,
         say: Say,
         compared: Sequence[str] = PATHS,
+        rounds: int = 1,
     ) -> None:
         self.stack = stack
         self.paths = paths
@@ -106,6 +108,8 @@ class RequestPhases:
         self.say = say
         self.compared = tuple(compared)
         """The paths the GET and LIST phases measure (direct is always among them)."""
+        self.rounds = rounds
+        """How many turns each path takes at each level (:meth:`levels`)."""
 
     def pids(self) -> dict[str, int]:
         found = dict(self.stack.pids())
@@ -137,11 +141,14 @@ class RequestPhases:
         method: str = "GET",
         target: Target | None = None,
         duration_s: float = 0.0,
+        samples: list[float] | None = None,
     ) -> PathRun:
+        """One load run on one path, metered; ``samples`` (when given) receives every timed
+        request's latency in seconds."""
         meter = CpuMeter(self.pids())
         target = target or self.target(path)
         meter.start()
-        load = self.generator.load(
+        load, latencies = self.generator.load_with_samples(
             target,
             api_path,
             method=method,
@@ -151,6 +158,8 @@ class RequestPhases:
             warmup=WARMUP,
         )
         cpu = meter.stop()
+        if samples is not None:
+            samples += latencies
         sent = load.requests + WARMUP * level.concurrency
         per_request = {role: round(s / sent * 1e6, 1) for role, s in cpu.items()}
         busy = cpu["machine"] / meter.wall_s / (os.cpu_count() or 1) if meter.wall_s else 0.0
@@ -167,8 +176,27 @@ class RequestPhases:
         return run
 
     def levels(self, api_path: str, levels: Sequence[Level]) -> list[PathRun]:
-        """Every level on every path, the paths taking turns at each level."""
-        return [self.run(path, api_path, level) for level in levels for path in self.compared]
+        """Every level on every path. At each level the paths take turns :attr:`rounds`
+        times, each turn a share of the requests, and each path's turns are merged: a machine
+        that slows down or speeds up during a level (a shared host does) then weighs on every
+        path alike, instead of on whichever path's turn it was."""
+        found: list[PathRun] = []
+        for level in levels:
+            share = Level(level.concurrency, max(1, level.requests // self.rounds))
+            turns: dict[str, list[PathRun]] = {path: [] for path in self.compared}
+            samples: dict[str, list[float]] = {path: [] for path in self.compared}
+            for _ in range(self.rounds):
+                for path in self.compared:
+                    turns[path].append(self.run(path, api_path, share, samples=samples[path]))
+            merged = [merge_runs(turns[path], samples[path]) for path in self.compared]
+            for run in merged:
+                self.say(
+                    f"{run.path:>13} c={level.concurrency:<3} all {self.rounds} turns: "
+                    f"{run.load.per_s:.0f}/s, p50 {run.load.latency.p50:.2f} ms, "
+                    f"p99 {run.load.latency.p99:.2f} ms"
+                )
+            found += merged
+        return found
 
     def mints(self, levels: Sequence[Level]) -> list[PathRun]:
         """``POST /api/v1/clusters/{id}/k8s-token`` as the member, at each concurrency."""
@@ -243,6 +271,52 @@ class RequestPhases:
                 "api", api_path, level, method="POST", target=target, duration_s=seconds + 1.0
             ),
         )
+
+
+def merge_runs(turns: Sequence[PathRun], samples: Sequence[float]) -> PathRun:
+    """One path's turns at one level as one run: requests, time and CPU added up, latency
+    percentiles over every sample of every turn."""
+    first = turns[0]
+    loads = [turn.load for turn in turns]
+    requests = sum(load.requests for load in loads)
+    wall = sum(load.wall_s for load in loads)
+    statuses: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    cpu: defaultdict[str, float] = defaultdict(float)
+    others: defaultdict[str, float] = defaultdict(float)
+    for turn in turns:
+        statuses.update(turn.load.statuses)
+        errors.update(turn.load.errors)
+        for role, seconds in turn.cpu_s.items():
+            cpu[role] += seconds
+        for name, seconds in turn.others_top.items():
+            others[name] += seconds
+    load = LoadResult(
+        requests=requests,
+        concurrency=first.load.concurrency,
+        wall_s=round(wall, 3),
+        per_s=round(requests / wall, 1) if wall else 0.0,
+        latency=Latency.of_seconds(samples),
+        statuses=dict(statuses),
+        errors=dict(errors),
+        body_bytes_mean=(
+            sum(load.body_bytes_mean * load.requests for load in loads) // requests
+            if requests
+            else 0
+        ),
+        generator_cpu_s=round(sum(load.generator_cpu_s for load in loads), 3),
+    )
+    sent = requests + WARMUP * first.load.concurrency * len(turns)
+    cpu_s = {role: round(seconds, 3) for role, seconds in cpu.items()}
+    busy = sum(turn.machine_busy_pct * turn.load.wall_s for turn in turns) / wall if wall else 0.0
+    return PathRun(
+        first.path,
+        load,
+        cpu_s,
+        {role: round(seconds / sent * 1e6, 1) for role, seconds in cpu_s.items()},
+        round(busy, 1),
+        {name: round(others[name], 2) for name in sorted(others, key=others.__getitem__)[-3:]},
+    )
 
 
 def compare(runs: Sequence[PathRun]) -> list[Comparison]:
