@@ -218,7 +218,7 @@ def tables(report: Report) -> list[Table]:
             "open s",
             "RSS MiB server/agent",
             "idle CPU % server/agent",
-            "GET c=1 p50/p99 ms",
+            "GET c=1 p50/p99 ms (direct)",
             "event reached",
             "delivery p50/max ms",
         ):
@@ -230,13 +230,15 @@ def tables(report: Report) -> list[Table]:
             idle = "/".join(f"{step.idle_cpu_pct.get(r, 0):.0f}" for r in ("server", "agent"))
             event = step.event
             get = step.get_while_open
+            direct = step.direct_get_while_open
             watch.add_row(
                 str(step.wanted),
                 str(step.opened.open),
                 f"{step.opened.seconds:.1f}",
                 rss,
                 idle,
-                f"{get.latency.p50:.1f}/{get.latency.p99:.1f}" if get else "-",
+                (f"{get.latency.p50:.1f}/{get.latency.p99:.1f}" if get else "-")
+                + (f" ({direct.latency.p50:.1f}/{direct.latency.p99:.1f})" if direct else ""),
                 f"{event.received}/{event.watches}" if event else "-",
                 f"{event.delivery.p50:.0f}/{event.delivery.max:.0f}" if event else "-",
             )

@@ -47,6 +47,9 @@ class WatchStep:
     idle_others_top: dict[str, float]
     memory_kib: dict[str, dict[str, int]]
     get_while_open: LoadResult | None
+    direct_get_while_open: LoadResult | None
+    """The same GETs straight to the apiserver: what the open watches cost it, apart from
+    what they cost kubegate."""
     event: WatchEventResult | None
     processes_alive: dict[str, bool]
 
@@ -58,6 +61,7 @@ class WatchReport:
     path: str
     baseline_memory_kib: dict[str, dict[str, int]]
     baseline_get: LoadResult | None
+    baseline_direct_get: LoadResult | None
     steps: list[WatchStep]
     profiled_get: ProfiledRun | None
     closed: int
@@ -118,12 +122,12 @@ class StreamPhases:
 
     # -- watches ------------------------------------------------------------------------
 
-    def _get(self, get_path: str) -> LoadResult | None:
-        """A short GET run through kubegate at c=1 (what one kubectl sees meanwhile)."""
+    def _get(self, get_path: str, *, direct: bool = False) -> LoadResult | None:
+        """A short GET run at c=1 through kubegate (what one kubectl sees meanwhile), or
+        ``direct`` to the apiserver."""
+        target = self.paths.direct() if direct else self.paths.via_kubegate()
         try:
-            return self.generator.load(
-                self.paths.via_kubegate(), get_path, concurrency=1, requests=GET_SAMPLES
-            )
+            return self.generator.load(target, get_path, concurrency=1, requests=GET_SAMPLES)
         except (BenchmarkFailed, OSError) as exc:
             self.say(f"GET while watches are open failed: {exc}")
             return None
@@ -143,6 +147,7 @@ class StreamPhases:
         path = f"/api/v1/namespaces/{WATCH_NAMESPACE}/configmaps?watch=1&resourceVersion=0"
         baseline = self._memory()
         baseline_get = self._get(get_path)
+        baseline_direct_get = self._get(get_path, direct=True)
         steps = []
         for wanted in counts:
             target = self.paths.via_kubegate()
@@ -166,10 +171,12 @@ class StreamPhases:
             idle_others = meter.others_top
             memory = self._memory()
             get = self._get(get_path)
-            if get is not None:
+            direct_get = self._get(get_path, direct=True)
+            if get is not None and direct_get is not None:
                 self.say(
                     f"watches: GET c=1 meanwhile p50 {get.latency.p50:.2f} ms, "
-                    f"p99 {get.latency.p99:.2f} ms, {get.per_s:.0f}/s"
+                    f"p99 {get.latency.p99:.2f} ms, {get.per_s:.0f}/s; direct p50 "
+                    f"{direct_get.latency.p50:.2f} ms, p99 {direct_get.latency.p99:.2f} ms"
                 )
             event = None
             if opened.open:
@@ -199,6 +206,7 @@ class StreamPhases:
                     idle_others,
                     memory,
                     get,
+                    direct_get,
                     event,
                     alive,
                 )
@@ -216,7 +224,14 @@ class StreamPhases:
         closed = int(self.generator.call("watch_close")["closed"])
         time.sleep(5)
         return WatchReport(
-            "kubegate", baseline, baseline_get, steps, profiled, closed, self._memory()
+            "kubegate",
+            baseline,
+            baseline_get,
+            baseline_direct_get,
+            steps,
+            profiled,
+            closed,
+            self._memory(),
         )
 
     # -- port-forward -------------------------------------------------------------------
