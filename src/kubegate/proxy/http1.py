@@ -13,8 +13,9 @@ like one: bytes in (:meth:`ServerConnection.receive_data`), events out
 
 What it guards, as h11 did:
 
-- a request head still incomplete after :attr:`max_head` (+ one read) bytes is a 431, any
-  bytes llhttp refuses are a 400 (:class:`RemoteProtocolError`), and both are raised from
+- a request head larger than :attr:`max_head` is a 431 (one still incomplete after
+  ``max_head`` + one read of bytes already), any bytes llhttp refuses are a 400
+  (:class:`RemoteProtocolError`), and both are raised from
   :meth:`~ServerConnection.next_event`, after the events before them;
 - reading is demand-driven: the caller reads the socket only on :data:`NEED_DATA`, so a
   pipelining client cannot make it buffer more than one read ahead;
@@ -32,20 +33,14 @@ from http import HTTPStatus
 
 import httptools
 
-from kubegate.errors import KubegateError
-
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _NO_BODY_STATUSES = frozenset({204, 304})
 _FORBIDDEN = (b"\r", b"\n", b"\0")
 
 
-class RemoteProtocolError(KubegateError):
+class RemoteProtocolError(Exception):
     """The client's bytes are not HTTP/1.1 we accept; ``status_hint`` is the answer (400 or
-    431)."""
-
-    status = 400
-    code = "bad_request"
-    reason = "BadRequest"
+    431), which the listener turns into a Kubernetes ``Status``."""
 
     def __init__(self, message: str, status_hint: int = 400) -> None:
         super().__init__(message)
@@ -168,7 +163,9 @@ class ServerConnection:
         if not data:
             self._eof = True
             return
-        if self._upgraded or self._error is not None:
+        if self._error is not None:
+            return  # the connection is over: the caller answers the error and closes
+        if self._upgraded:
             self._trailing += data
             return
         try:
@@ -186,9 +183,7 @@ class ServerConnection:
         if self._in_head:
             self._head_bytes += len(data)
             if self._head_bytes > self._head_budget:
-                self._error = RemoteProtocolError(
-                    f"the request line and headers exceed {self.max_head // 1024} KiB", 431
-                )
+                self._error = self._too_large()
 
     def next_event(self) -> Event:
         """The next event, :data:`NEED_DATA` when more bytes are needed, or raises
@@ -196,6 +191,12 @@ class ServerConnection:
         if self._events:
             event = self._events.popleft()
             if isinstance(event, Request):
+                if _head_size(event) > self.max_head:
+                    # A head that arrived whole is measured here; one still arriving is
+                    # bounded in receive_data.
+                    self._events.clear()
+                    self._error = self._too_large()
+                    raise self._error
                 self.request = event
                 self._keep_alive = event.keep_alive
                 self._head_only = event.method == b"HEAD"
@@ -209,6 +210,11 @@ class ServerConnection:
                 raise RemoteProtocolError("the client closed the connection mid-request")
             return _CLOSED
         return NEED_DATA
+
+    def _too_large(self) -> RemoteProtocolError:
+        return RemoteProtocolError(
+            f"the request line and headers exceed {self.max_head // 1024} KiB", 431
+        )
 
     @property
     def trailing_data(self) -> bytes:
@@ -326,6 +332,13 @@ class ServerConnection:
         self._remaining = None
         self._chunked = False
         self._head_only = False
+
+
+def _head_size(request: Request) -> int:
+    size = len(request.method) + len(request.target) + 12
+    for name, value in request.headers:
+        size += len(name) + len(value) + 4
+    return size
 
 
 def _check(head: bytes, lines: int) -> None:

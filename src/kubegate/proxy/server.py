@@ -148,13 +148,6 @@ class ProxyServer:
                 await self._refuse_garbage(connection, exc)
                 return
             if isinstance(event, Request):
-                if _head_size(event) > MAX_HEAD:
-                    # http1 bounds only a head still incomplete; one that arrived whole is
-                    # measured here.
-                    await self._refuse_garbage(
-                        connection, RemoteProtocolError("head too large", 431)
-                    )
-                    return
                 keep_alive = await self.forwarder.exchange(connection, event)
                 if not keep_alive or not connection.http.reusable:
                     return
@@ -193,13 +186,6 @@ class ProxyServer:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
-
-
-def _head_size(request: Request) -> int:
-    size = len(request.method) + len(request.target) + 12
-    for name, value in request.headers:
-        size += len(name) + len(value) + 4
-    return size
 
 
 def proxy_tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:

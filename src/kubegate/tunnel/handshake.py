@@ -43,5 +43,8 @@ def accepted_protocol(header: str | None) -> int:
         return 1
     named = offered_protocols(header)
     if len(named) != 1 or named[0] not in PROTOCOLS:
-        raise TunnelProtocolError(f"the server chose tunnel protocol {header[:20]!r}, not offered")
+        raise TunnelProtocolError(
+            f"the server chose tunnel protocol {header[:20]!r}, which this agent has not offered "
+            f"({', '.join(map(str, PROTOCOLS))}): run an agent and a server of matching versions"
+        )
     return named[0]

@@ -172,6 +172,52 @@ async def test_a_smuggled_bearer_subprotocol_is_stripped_and_upgraded_bytes_are_
     assert token not in repr(request)
 
 
+async def test_keep_alive_carries_the_next_request_but_a_refused_upgrade_closes_after_its_answer(
+    api: Api, member: tuple[str, str]
+) -> None:
+    cluster_id, credential, token = await setup(api, member)
+
+    async def refuse_upgrades(stream: TunnelStream) -> None:
+        assert stream.request is not None
+        if UPGRADE_HEADER in dict(stream.request.headers):
+            body = b'{"kind":"Status","code":403}'
+            await stream.respond(
+                403, (("content-type", "application/json"), ("content-length", str(len(body))))
+            )
+            await stream.send(body, end_stream=True)
+        else:
+            await answer_json(stream)
+
+    async with agent_connected(api.url, credential, proxied=refuse_upgrades):
+        await wait_online(api, cluster_id, True)
+        host, port = api.proxy_url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        plain = f"GET /clusters/{cluster_id}{PODS} HTTP/1.1\r\nHost: x\r\n"
+        auth = f"Authorization: Bearer {token}\r\n"
+        async with asyncio.timeout(GUARD):
+            for _ in range(2):  # one connection, two answers
+                writer.write(f"{plain}{auth}\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200 "), head
+                assert b"transfer-encoding: chunked" in head.lower()
+                assert await reader.readuntil(b"0\r\n\r\n") == b"2\r\n{}\r\n0\r\n\r\n"
+            writer.write(
+                (
+                    f"GET /clusters/{cluster_id}/api/v1/namespaces/default/pods/web/exec"
+                    f"?command=sh HTTP/1.1\r\nHost: x\r\n{auth}Connection: Upgrade\r\n"
+                    "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                ).encode()
+            )
+            answer = await reader.read()  # up to EOF: the proxy closes after the answer
+        writer.close()
+        await writer.wait_closed()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 403 "), head
+    assert b"connection: close" in head.lower()
+    assert body == b'{"kind":"Status","code":403}'
+
+
 async def test_a_watch_is_streamed_and_closed_when_kubectl_goes_away(
     api: Api, member: tuple[str, str]
 ) -> None:

@@ -231,6 +231,14 @@ def test_a_head_still_incomplete_beyond_the_limit_is_a_431() -> None:
     assert refused.value.status_hint == 431
 
 
+def test_a_whole_head_over_the_limit_is_a_431() -> None:
+    http = connection()
+    http.receive_data(b"GET / HTTP/1.1\r\nX-Big: " + b"x" * MAX_HEAD + b"\r\n\r\n")
+    with pytest.raises(RemoteProtocolError) as refused:
+        http.next_event()
+    assert refused.value.status_hint == 431
+
+
 def test_events_before_an_error_still_come_first() -> None:
     http = connection()
     http.receive_data(GET + b"\x00garbage\r\n\r\n")
