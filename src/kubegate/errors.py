@@ -8,6 +8,8 @@ these; foreign exceptions are translated where they enter, with ``raise ... from
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 
@@ -100,15 +102,26 @@ class Unavailable(KubegateError):
     reason = "ServiceUnavailable"
 
 
-class TunnelProtocolError(KubegateError):
+class BadGateway(KubegateError):
+    """Something between kubegate and kube-apiserver failed mid-exchange (the tunnel, the
+    agent or the apiserver's connection).
+
+    Kubernetes has no ``BadGateway`` reason (``metav1.StatusReason``); kube-apiserver's own
+    proxy answers 502 as ``InternalError``, so every 502 of ours says the same.
+    """
+
+    status = 502
+    code = "bad_gateway"
+    reason = "InternalError"
+
+
+class TunnelProtocolError(BadGateway):
     """The tunnel peer broke the wire format (bad record, bad control message, wrong version).
 
     The connection that carried it is closed with this message as the logged reason.
     """
 
-    status = 502
     code = "tunnel_protocol_error"
-    reason = "BadGateway"
 
 
 class IncompatibleAgent(KubegateError):
@@ -117,3 +130,32 @@ class IncompatibleAgent(KubegateError):
     status = 426
     code = "incompatible_agent"
     reason = "UpgradeRequired"
+
+
+MAX_REASON = 200
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short, secret-free description of a connection-level failure (for a message)."""
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+@contextmanager
+def map_exceptions(
+    mapping: dict[type[BaseException], type[KubegateError]], *, prefix: str = ""
+) -> Iterator[None]:
+    """Translate foreign exceptions at a boundary, the way httpx's ``map_exceptions`` does:
+    the first entry of ``mapping`` the exception is an instance of gives the class raised,
+    with :func:`failure_reason` (after ``prefix``) as its message and the original chained.
+    A :class:`KubegateError` passes through unchanged.
+    """
+    try:
+        yield
+    except KubegateError:
+        raise
+    except Exception as exc:
+        for foreign, ours in mapping.items():
+            if isinstance(exc, foreign):
+                raise ours(prefix + failure_reason(exc)) from exc
+        raise

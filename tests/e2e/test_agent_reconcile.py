@@ -26,14 +26,14 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBi
 from kubegate.agent.desired import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
-    GrantSpec,
     binding_name,
     desired_binding,
 )
 from kubegate.agent.reconcile import Reconciler
-from kubegate.testenv.controlplane import Credentials
-from kubegate.testenv.system import kubectl_binaries
+from kubegate.domain.access import GrantSpec, Role
 from kubegate.tunnel.control import GrantResult
+from testenv.controlplane import Credentials
+from testenv.system import kubectl_binaries
 from tests.fixtures.faults import FaultyRelay
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
@@ -62,7 +62,7 @@ async def eventually(
 def new_grant(role: str, namespace: str | None, email: str | None = None) -> GrantSpec:
     """A grant with a fresh id; a fresh user unless ``email`` is given."""
     return GrantSpec(
-        uuid.uuid4().hex, email or f"u-{uuid.uuid4().hex[:8]}@example.com", role, namespace
+        uuid.uuid4().hex, email or f"u-{uuid.uuid4().hex[:8]}@example.com", Role(role), namespace
     )
 
 

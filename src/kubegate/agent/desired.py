@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubegate.domain.access import GrantSpec
+
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "kubegate"
 GRANT_ANNOTATION = "kubegate.io/grant-id"
@@ -19,16 +21,6 @@ DEFAULT_USER_PREFIX = "kubegate:"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 Manifest = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class GrantSpec:
-    """What the server sends for one grant: who gets which role where."""
-
-    grant_id: str
-    email: str
-    role: str
-    namespace: str | None  # None: the whole cluster
 
 
 @dataclass(frozen=True, slots=True, order=True)

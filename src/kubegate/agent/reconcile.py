@@ -25,7 +25,6 @@ from kubegate.agent.desired import (
     DEFAULT_USER_PREFIX,
     MANAGED_BY,
     MANAGED_BY_LABEL,
-    GrantSpec,
     Manifest,
     ObjectKey,
     converged,
@@ -34,6 +33,7 @@ from kubegate.agent.desired import (
     key_of,
     plan,
 )
+from kubegate.domain.access import GrantSpec
 from kubegate.tunnel.control import GrantResult
 
 logger = logging.getLogger(__name__)

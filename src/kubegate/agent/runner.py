@@ -13,10 +13,11 @@ from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core.exceptions import ConfigError
 
 from kubegate.agent.client import AgentTunnel, TunnelTarget
-from kubegate.agent.desired import DEFAULT_USER_PREFIX, GrantSpec
+from kubegate.agent.desired import DEFAULT_USER_PREFIX
 from kubegate.agent.proxy import serve_proxied
 from kubegate.agent.reconcile import Reconciler
 from kubegate.agent.upstream import Upstream
+from kubegate.domain.access import GrantSpec
 from kubegate.errors import KubegateError
 from kubegate.tunnel.control import GrantResult
 

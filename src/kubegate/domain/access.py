@@ -14,6 +14,9 @@ NO_ACCESS = "You do not have access to this cluster"
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_LABEL_MAX = 63
 
+CLUSTER_ID = re.compile(r"[0-9a-f]{32}")
+"""A cluster id as it appears in ``/clusters/<id>``: 32 lowercase hex characters."""
+
 
 class Role(enum.StrEnum):
     """A grantable role; each maps to the built-in ClusterRole of the same name."""
@@ -22,6 +25,16 @@ class Role(enum.StrEnum):
     EDIT = "edit"
     ADMIN = "admin"
     CLUSTER_ADMIN = "cluster-admin"
+
+
+@dataclass(frozen=True, slots=True)
+class GrantSpec:
+    """One grant as the server sends it to the agent: who gets which role where."""
+
+    grant_id: str
+    email: str
+    role: Role
+    namespace: str | None  # None: the whole cluster
 
 
 class ScopeKind(enum.StrEnum):

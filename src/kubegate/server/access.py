@@ -11,7 +11,6 @@ cluster of another organisation answers 404, never 403, so its existence does no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends
@@ -32,31 +31,25 @@ from kubegate.domain.access import (
     require_cluster_access_supported,
 )
 from kubegate.errors import NotFound, ValidationFailed
+from kubegate.gateway.registry import TunnelRegistry
 from kubegate.server.audit import failures_recorded, record
-from kubegate.server.deps import ApiCaller, Db, PortalCaller, Principal, State
+from kubegate.server.deps import ApiCaller, Db, PortalCaller, State
 from kubegate.server.kube_tokens import IssuedKubeconfig, Issuer, KubeTokenIssuer
 from kubegate.server.pagination import PageRequest, encode_cursor, next_cursor, paginate
+from kubegate.server.principal import Principal
 from kubegate.server.routers.auth import user_out
 from kubegate.server.routers.clusters import get_cluster
 from kubegate.server.schemas import Page
 from kubegate.server.schemas.access import (
     Capabilities,
     GrantCreate,
+    GrantCreated,
     GrantOut,
     RevokeAllResult,
 )
 from kubegate.server.schemas.auth import UserOut
-from kubegate.server.tunnels import TunnelRegistry
 from kubegate.settings import Settings
 from kubegate.storage.models import Cluster, Grant, Membership, User, utcnow
-
-
-@dataclass(frozen=True, slots=True)
-class GrantCreated:
-    """The grant a create request answers; ``created`` is False when it already existed."""
-
-    grant: GrantOut
-    created: bool
 
 
 def grant_out(grant: Grant, email: str) -> GrantOut:
@@ -75,13 +68,6 @@ def grant_out(grant: Grant, email: str) -> GrantOut:
         created_at=grant.created_at,
         updated_at=grant.updated_at,
     )
-
-
-def _scope_kind(body: GrantCreate) -> str:
-    """The scope asked for; when omitted, a namespace implies scope ``namespace``."""
-    if body.scope is not None:
-        return body.scope
-    return "namespace" if body.namespace is not None else "cluster"
 
 
 def _grant_detail(grant: Grant, email: str) -> dict[str, Any]:
@@ -265,7 +251,7 @@ class ClusterAccess:
     async def _create_grant(self, cluster_id: str, body: GrantCreate) -> GrantCreated:
         cluster = await self._supported_cluster(cluster_id, manage="grant cluster access")
         role = parse_role(body.role)
-        scope = Scope.parse(_scope_kind(body), body.namespace)
+        scope = Scope.parse(body.scope_kind, body.namespace)
         user = await self._target(cluster, body)
         existing = await self.db.scalar(
             select(Grant).where(

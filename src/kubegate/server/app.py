@@ -12,14 +12,15 @@ from typing import Any
 from fastapi import FastAPI
 
 from kubegate import __version__
-from kubegate.proxy.audit import AuditTrail
-from kubegate.proxy.authority import Authority
-from kubegate.proxy.forward import Forwarder
-from kubegate.proxy.server import ProxyServer, proxy_tls_context
+from kubegate.gateway.audit import AuditTrail
+from kubegate.gateway.authority import Authority
+from kubegate.gateway.forward import Forwarder
+from kubegate.gateway.listener import ProxyServer, proxy_tls_context
+from kubegate.gateway.registry import TunnelRegistry
 from kubegate.server import handlers
 from kubegate.server.bootstrap import Announce, bootstrap
 from kubegate.server.credentials import CredentialLookup
-from kubegate.server.kube_tokens import GatewayCA
+from kubegate.server.gateway_store import SqlGatewayStore
 from kubegate.server.middleware import AccessLog, BodyLimit
 from kubegate.server.minter import Minter, MintLimiter
 from kubegate.server.routers import (
@@ -33,8 +34,7 @@ from kubegate.server.routers import (
     users,
 )
 from kubegate.server.state import AppState
-from kubegate.server.tls import ensure_serving_tls
-from kubegate.server.tunnels import TunnelRegistry
+from kubegate.server.tls import GatewayCA, ensure_serving_tls
 from kubegate.settings import Settings
 from kubegate.storage.engine import RoundTrips, create_engine, database_url, session_factory
 from kubegate.storage.migrate import upgrade
@@ -49,15 +49,20 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(database_url(settings))
-        trips = RoundTrips(engine)
-        try:
+        # Whatever was started is closed in reverse order, even when a later step raises.
+        async with contextlib.AsyncExitStack() as stack:
+            engine = create_engine(database_url(settings))
+            stack.push_async_callback(engine.dispose)
+            trips = RoundTrips(engine)
+            stack.callback(trips.close)
             await upgrade(engine)
             sessions = session_factory(engine)
-            tunnels = TunnelRegistry(sessions)
-            authority = Authority(sessions)
+            store = SqlGatewayStore(sessions, trips)
+            tunnels = TunnelRegistry(store)
+            authority = Authority(store)
+            stack.push_async_callback(authority.close)
             tunnels.on_access_changed(authority.cluster_changed)
-            audit = AuditTrail(trips)
+            audit = AuditTrail(store)
             proxy = ProxyServer(
                 Forwarder(settings=settings, authority=authority, tunnels=tunnels, audit=audit),
                 host=settings.host,
@@ -81,25 +86,17 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
             )
             await bootstrap(state.sessions, settings, announce)
             app.state.kubegate = state
-            await proxy.start()
             audit_task = asyncio.create_task(audit.run(), name="proxy audit")
+            stack.push_async_callback(_stop, audit_task)  # it writes what is left first
+            stack.push_async_callback(tunnels.close_all, "the server is shutting down")
+            await proxy.start()
+            stack.push_async_callback(proxy.close)
             credentials.start()
+            stack.push_async_callback(credentials.close)
+            # Requests have finished by teardown; mints still queued are written before the end.
             minter.start()
-            try:
-                yield
-            finally:
-                # Requests have finished; mints still queued are written before the end.
-                await minter.close()
-                await credentials.close()
-                await proxy.close()
-                await tunnels.close_all("the server is shutting down")
-                await authority.close()
-                audit_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await audit_task
-        finally:
-            trips.close()
-            await engine.dispose()
+            stack.push_async_callback(minter.close)
+            yield
 
     app = FastAPI(
         title="kubegate",
@@ -122,6 +119,12 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.include_router(portal.router)
     app.include_router(agent.router)
     return app
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _proxy_tls(settings: Settings) -> ssl.SSLContext | None:

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kubegate.errors import KubegateError
-from kubegate.server.deps import Principal
+from kubegate.server.principal import Principal
 from kubegate.storage.models import AuditEvent, is_id, new_id, utcnow
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kubegate.auth.hashing import secret_hash
 from kubegate.domain.access import Actor, MemberRole
 from kubegate.errors import NotFound, PermissionDenied, Unauthenticated
+from kubegate.server.principal import Principal
 from kubegate.server.state import AppState
 
 SESSION_COOKIE = "kubegate_session"
@@ -56,17 +56,6 @@ async def db_session(state: State) -> AsyncIterator[AsyncSession]:
 
 
 Db = Annotated[AsyncSession, Depends(db_session)]
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller within their organisation."""
-
-    actor: Actor
-    email: str
-    token_id: str
-    kind: str
-    csrf_hash: str | None = None
 
 
 async def _principal(state: AppState, raw: str, kind: str, what: str) -> Principal:

@@ -8,41 +8,16 @@ cluster's URL on the Kubernetes API proxy and, for a kubeconfig, the CA it trust
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 
-from kubegate.kubeconfig import build_kubeconfig, entry_name, render_kubeconfig
-from kubegate.server.deps import Principal, app_state, error_responses
+from kubegate.kube.kubeconfig import build_kubeconfig, entry_name, render_kubeconfig
+from kubegate.server.deps import app_state, error_responses
 from kubegate.server.minter import MintedToken, Minter, MintRequest
-from kubegate.server.tls import ensure_serving_tls
-from kubegate.settings import Settings
-
-
-class GatewayCA:
-    """The CA a kubeconfig trusts: the gateway's own (made on first use if the server has not
-    made it yet) or the operator's ``tls_cert_file``; None when TLS is off.
-
-    Read once per process and kept: the server serves the certificate it started with, so a
-    file changed on disk only matters after a restart, which rereads it too.
-    """
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._lock = asyncio.Lock()
-        self._pem: bytes | None = None
-
-    async def pem(self) -> bytes | None:
-        if not self._settings.tls:
-            return None
-        async with self._lock:
-            if self._pem is None:
-                # File I/O and key parsing: off the event loop.
-                tls = await asyncio.to_thread(ensure_serving_tls, self._settings)
-                self._pem = tls.ca_pem
-        return self._pem
+from kubegate.server.principal import Principal
+from kubegate.server.tls import GatewayCA
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,10 +46,10 @@ from kubegate.errors import (
     RateLimited,
     ValidationFailed,
 )
-from kubegate.proxy.limits import RateLimiter, retry_after
+from kubegate.gateway.limits import RateLimiter, retry_after
 from kubegate.server.audit import audit_row, failure_detail
 from kubegate.server.batching import MAX_BATCH, Batcher
-from kubegate.server.deps import Principal
+from kubegate.server.principal import Principal
 from kubegate.settings import Settings
 from kubegate.storage.engine import RoundTrips
 from kubegate.storage.models import AuditEvent, Cluster, Grant, KubeToken, is_id, new_id, utcnow

@@ -13,8 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from kubegate.agent.desired import GrantSpec
-from kubegate.domain.access import GrantStatus
+from kubegate.domain.access import GrantSpec, GrantStatus, Role
 from kubegate.storage.models import Cluster, Grant, User, utcnow
 from kubegate.tunnel.control import Desired, GrantResult
 
@@ -35,7 +34,7 @@ async def load_desired(sessions: async_sessionmaker[Any], cluster_id: str) -> De
             .where(Grant.cluster_id == cluster_id)
             .order_by(Grant.id)
         )
-        grants = tuple(GrantSpec(gid, email, role, ns) for gid, email, role, ns in rows)
+        grants = tuple(GrantSpec(gid, email, Role(role), ns) for gid, email, role, ns in rows)
     return Desired(revision=revision or 0, grants=grants)
 
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from kubegate.server.tunnels import TunnelRegistry
+from kubegate.gateway.authority import Authority
+from kubegate.gateway.listener import ProxyServer
+from kubegate.gateway.registry import TunnelRegistry
+from kubegate.server.credentials import CredentialLookup
+from kubegate.server.minter import Minter, MintLimiter
+from kubegate.server.tls import GatewayCA
 from kubegate.settings import Settings
-
-if TYPE_CHECKING:
-    from kubegate.proxy.authority import Authority
-    from kubegate.proxy.server import ProxyServer
-    from kubegate.server.credentials import CredentialLookup
-    from kubegate.server.kube_tokens import GatewayCA
-    from kubegate.server.minter import Minter, MintLimiter
 
 
 @dataclass

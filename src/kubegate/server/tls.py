@@ -7,6 +7,7 @@ is within 30 days of expiring.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass
@@ -82,3 +83,27 @@ def ensure_serving_tls(settings: Settings) -> ServingTLS:
             cert_file, key_file
         )
     return ServingTLS(cert_file, key_file, ca.cert_pem)
+
+
+class GatewayCA:
+    """The CA a kubeconfig trusts: the gateway's own (made on first use if the server has not
+    made it yet) or the operator's ``tls_cert_file``; None when TLS is off.
+
+    Read once per process and kept: the server serves the certificate it started with, so a
+    file changed on disk only matters after a restart, which rereads it too.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = asyncio.Lock()
+        self._pem: bytes | None = None
+
+    async def pem(self) -> bytes | None:
+        if not self._settings.tls:
+            return None
+        async with self._lock:
+            if self._pem is None:
+                # File I/O and key parsing: off the event loop.
+                tls = await asyncio.to_thread(ensure_serving_tls, self._settings)
+                self._pem = tls.ca_pem
+        return self._pem

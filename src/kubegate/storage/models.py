@@ -183,7 +183,7 @@ class KubeToken(Base):
     token_epoch: Mapped[int] = mapped_column(Integer)
     # Access keys arrive later; None = minted by a person's login token.
     access_key_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
-    # Access-key scope (kubegate.proxy.scope.AccessScope.to_json()); None = unrestricted.
+    # Access-key scope (kubegate.domain.scope.AccessScope.to_json()); None = unrestricted.
     scope: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)

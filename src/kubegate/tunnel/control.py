@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, NoReturn, TypeAlias
 
-from kubegate.agent.desired import GrantSpec
-from kubegate.domain.access import Role, dns1123_label_problem
+from kubegate.domain.access import GrantSpec, Role, dns1123_label_problem
 from kubegate.errors import TunnelProtocolError
 
 SCHEMA_VERSIONS: tuple[int, ...] = (1,)
@@ -262,7 +261,7 @@ def _decode_grant(obj: dict[str, object], where: str) -> GrantSpec:
     return GrantSpec(
         grant_id=_string(obj, where, "grant_id"),
         email=_string(obj, where, "email"),
-        role=role,
+        role=Role(role),
         namespace=namespace,
     )
 

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from kubegate.domain.access import Actor, MemberRole
 from kubegate.errors import PermissionDenied
-from kubegate.server.deps import Principal
 from kubegate.server.minter import MintedToken, Minter, MintLimiter, MintRequest
+from kubegate.server.principal import Principal
 from kubegate.storage.engine import RoundTrips, create_engine
 from kubegate.storage.models import AuditEvent, KubeToken
 from tests.fixtures.api import Api

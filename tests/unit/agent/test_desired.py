@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from kubegate.agent.desired import (
     GRANT_ANNOTATION,
     MANAGED_BY_LABEL,
-    GrantSpec,
     ObjectKey,
     Plan,
     converged,
@@ -17,9 +16,10 @@ from kubegate.agent.desired import (
     key_of,
     plan,
 )
+from kubegate.domain.access import GrantSpec, Role
 
-NS_GRANT = GrantSpec("a" * 32, "alice@example.com", "edit", "team-a")
-CLUSTER_GRANT = GrantSpec("b" * 32, "bob@example.com", "view", None)
+NS_GRANT = GrantSpec("a" * 32, "alice@example.com", Role("edit"), "team-a")
+CLUSTER_GRANT = GrantSpec("b" * 32, "bob@example.com", Role("view"), None)
 
 
 def unowned(name: str, namespace: str | None = None) -> dict[str, Any]:
@@ -102,7 +102,7 @@ grants = st.lists(
         GrantSpec,
         grant_id=st.text("0123456789abcdef", min_size=32, max_size=32),
         email=st.emails(),
-        role=st.sampled_from(["view", "edit", "admin", "cluster-admin"]),
+        role=st.sampled_from(list(Role)),
         namespace=names,
     ),
     max_size=8,

@@ -26,7 +26,7 @@ with atheris.instrument_imports(include=["kubegate.tunnel", "kubegate.domain"]):
     from kubegate.tunnel.frames import HEAD, FrameSession
     from kubegate.tunnel.records import RecordDecoder, encode_record
 
-from kubegate.agent.desired import GrantSpec
+from kubegate.domain.access import GrantSpec, Role
 from kubegate.errors import TunnelProtocolError
 from kubegate.tunnel.control import ControlMessage, Desired, Failure, GrantResult, Hello, Results
 from kubegate.tunnel.records import RecordKind
@@ -118,8 +118,8 @@ def seed_inputs() -> list[bytes]:
     """One valid input per message type and record kind: libFuzzer mutates from these."""
     messages: list[ControlMessage] = [
         Hello("agent", "0.1.0", (1,), {"cluster_name": "prod"}),
-        Desired(3, (GrantSpec("g1", "a@example.com", "edit", "team-a"),)),
-        Desired(4, (GrantSpec("g2", "b@example.com", "view", None),)),
+        Desired(3, (GrantSpec("g1", "a@example.com", Role("edit"), "team-a"),)),
+        Desired(4, (GrantSpec("g2", "b@example.com", Role("view"), None),)),
         Results(3, (GrantResult("g1", "applied"), GrantResult("g2", "failed", "denied"))),
         Failure("incompatible_version", "schema 1 only"),
     ]

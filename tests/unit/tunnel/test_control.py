@@ -5,7 +5,7 @@ import json
 import pytest
 
 from kubegate import __version__
-from kubegate.agent.desired import GrantSpec
+from kubegate.domain.access import GrantSpec, Role
 from kubegate.errors import TunnelProtocolError
 from kubegate.tunnel.control import (
     SCHEMA_VERSIONS,
@@ -29,8 +29,8 @@ HELLO = Hello(
 DESIRED = Desired(
     revision=7,
     grants=(
-        GrantSpec("g1", "alice@example.com", "edit", "team-a"),
-        GrantSpec("g2", "bob@example.com", "cluster-admin", None),
+        GrantSpec("g1", "alice@example.com", Role("edit"), "team-a"),
+        GrantSpec("g2", "bob@example.com", Role("cluster-admin"), None),
     ),
 )
 RESULTS = Results(
@@ -77,7 +77,7 @@ def results_with(**result_fields: object) -> bytes:
         Results(0, ()),
         FAILURE,
         Failure("protocol_error", ""),
-        Desired(1, (GrantSpec("g", "zoë@exämple.com", "view", None),)),
+        Desired(1, (GrantSpec("g", "zoë@exämple.com", Role("view"), None),)),
     ],
     ids=[
         "hello",
@@ -165,7 +165,9 @@ def test_unknown_fields_in_a_known_message_are_ignored() -> None:
             "priority": "high",
         }
     )
-    assert decode_message(data) == Desired(3, (GrantSpec("g1", "a@example.com", "view", None),))
+    assert decode_message(data) == Desired(
+        3, (GrantSpec("g1", "a@example.com", Role("view"), None),)
+    )
 
 
 def test_result_detail_may_be_omitted() -> None:
@@ -390,7 +392,9 @@ def test_rejection_does_not_echo_a_huge_value() -> None:
 
 def test_ten_thousand_grants_round_trip() -> None:
     grants = tuple(
-        GrantSpec(f"{i:032x}", f"user{i}@example.com", "edit", f"team-{i % 50}" if i % 3 else None)
+        GrantSpec(
+            f"{i:032x}", f"user{i}@example.com", Role("edit"), f"team-{i % 50}" if i % 3 else None
+        )
         for i in range(10_000)
     )
     message = Desired(revision=42, grants=grants)

@@ -12,8 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kubegate.agent.desired import GrantSpec
-from kubegate.domain.access import Role
+from kubegate.domain.access import GrantSpec, Role
 from kubegate.errors import TunnelProtocolError
 from kubegate.tunnel.control import (
     MAX_REVISION,

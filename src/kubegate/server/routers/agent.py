@@ -8,14 +8,22 @@ this server's version), 404 when the access gateway is disabled.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from fastapi import APIRouter, WebSocket
 from sqlalchemy import select
+from starlette.websockets import WebSocketDisconnect
 
 from kubegate import __version__
 from kubegate.auth.hashing import secret_hash
-from kubegate.errors import IncompatibleAgent, KubegateError, NotFound, Unauthenticated
+from kubegate.errors import (
+    IncompatibleAgent,
+    KubegateError,
+    NotFound,
+    TunnelProtocolError,
+    Unauthenticated,
+)
 from kubegate.server.handlers import error_response
 from kubegate.server.state import AppState
 from kubegate.storage.models import Cluster
@@ -26,10 +34,41 @@ from kubegate.tunnel.handshake import (
     VERSION_HEADER,
     choose_protocol,
 )
+from kubegate.tunnel.transport import ChannelClosed
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["agent"])
+
+
+class StarletteChannel:
+    """A Starlette (uvicorn) WebSocket as the tunnel's ``Channel``."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self.websocket = websocket
+
+    async def send(self, data: bytes) -> None:
+        try:
+            await self.websocket.send_bytes(data)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            raise ChannelClosed(str(exc)) from exc
+
+    async def receive(self) -> bytes:
+        try:
+            message = await self.websocket.receive()
+        except (RuntimeError, OSError) as exc:
+            raise ChannelClosed(str(exc)) from exc
+        if message["type"] == "websocket.disconnect":
+            raise ChannelClosed(f"WebSocket closed with code {message.get('code')}")
+        data = message.get("bytes")
+        if data is None:
+            raise TunnelProtocolError("the tunnel carries binary WebSocket messages only")
+        assert isinstance(data, bytes)
+        return data
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(RuntimeError, OSError):
+            await self.websocket.close(code, reason)
 
 
 async def _authenticate(state: AppState, websocket: WebSocket) -> Cluster:
@@ -75,7 +114,7 @@ async def agent_tunnel(websocket: WebSocket) -> None:
     assert protocol is not None  # _authenticate refused the upgrade otherwise
     await websocket.accept(headers=[(PROTOCOL_HEADER.lower().encode(), str(protocol).encode())])
     await state.tunnels.serve(
-        websocket,
+        StarletteChannel(websocket),
         cluster.id,
         cluster.name,
         websocket.headers.get(VERSION_HEADER, "unknown")[:40],

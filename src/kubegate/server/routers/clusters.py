@@ -18,12 +18,12 @@ from kubegate.domain.access import (
     require_same_org,
 )
 from kubegate.errors import Conflict, NotFound, ValidationFailed
+from kubegate.gateway.registry import TunnelRegistry
 from kubegate.server.audit import failures_recorded, record
 from kubegate.server.deps import ApiCaller, Db, State, error_responses
 from kubegate.server.pagination import PageRequest, next_cursor, page_request, paginate
 from kubegate.server.schemas import Page
 from kubegate.server.schemas.clusters import ClusterCreate, ClusterOut, ClusterRegistered
-from kubegate.server.tunnels import TunnelRegistry
 from kubegate.storage.models import Cluster, is_id
 
 router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"])

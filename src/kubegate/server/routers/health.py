@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from kubegate.errors import failure_reason
 from kubegate.server.deps import State
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -25,6 +30,8 @@ async def readyz(state: State) -> JSONResponse:
     try:
         async with state.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
-    except Exception:
+    except Exception as exc:
+        # Said in the log (a probe's answer carries no detail: it is unauthenticated).
+        log.warning("not ready: the database does not answer: %s", failure_reason(exc))
         return JSONResponse({"status": "unavailable", "database": "down"}, status_code=503)
     return JSONResponse({"status": "ok", "database": "up"})

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Response
 
 from kubegate.auth import tokens
 from kubegate.auth.hashing import new_secret
-from kubegate.server.access import PortalAccess
+from kubegate.server.access import PortalAccess, portal_cluster_access
 from kubegate.server.audit import record
 from kubegate.server.deps import (
     SESSION_COOKIE,
@@ -27,13 +27,14 @@ from kubegate.server.deps import (
 from kubegate.server.kube_tokens import YamlResponse, kubeconfig_response, kubeconfig_responses
 from kubegate.server.pagination import PageRequest, page_request
 from kubegate.server.routers.auth import check_password, user_out
+from kubegate.server.routers.grant_routes import grant_routes
 from kubegate.server.schemas import Page
-from kubegate.server.schemas.access import Capabilities, GrantCreate, GrantOut, RevokeAllResult
+from kubegate.server.schemas.access import Capabilities
 from kubegate.server.schemas.auth import LoginRequest, UserOut
 from kubegate.server.schemas.portal import PortalSession
 
 router = APIRouter(prefix="/org", tags=["portal"])
-access = APIRouter(prefix="/clusters/{cluster_id}/access", dependencies=[Gateway])
+access = APIRouter(prefix="/clusters/{cluster_id}", dependencies=[Gateway])
 
 
 @router.post(
@@ -87,7 +88,7 @@ async def logout(caller: PortalCaller, db: Db) -> Response:
 
 
 @access.get(
-    "/capabilities",
+    "/access/capabilities",
     summary="Whether Cluster Access is on here, and whether the caller manages or has it",
     responses=error_responses(401, 404),
 )
@@ -96,7 +97,7 @@ async def capabilities(cluster_id: str, cluster_access: PortalAccess) -> Capabil
 
 
 @access.get(
-    "/members",
+    "/access/members",
     summary="Organisation members a grant can target (admin)",
     responses=error_responses(400, 401, 403, 404, 409, 422),
 )
@@ -108,61 +109,8 @@ async def members(
     return await cluster_access.members(cluster_id, page)
 
 
-@access.get(
-    "/grants",
-    summary="Grants on the cluster with their status (admins: all; members: their own)",
-    responses=error_responses(400, 401, 404, 409, 422),
-)
-async def list_grants(
-    cluster_id: str,
-    cluster_access: PortalAccess,
-    page: Annotated[PageRequest, Depends(page_request)],
-) -> Page[GrantOut]:
-    return await cluster_access.grants(cluster_id, page)
-
-
 @access.post(
-    "/grants",
-    status_code=201,
-    summary="Grant a member a role on the cluster or one namespace (admin, CSRF)",
-    description="Answers 201 with the new grant (status pending), or 200 with the existing "
-    "grant when an identical one already exists.",
-    responses={
-        200: {"model": GrantOut, "description": "An identical grant already existed."},
-        **error_responses(400, 401, 403, 404, 409, 422),
-    },
-)
-async def create_grant(
-    cluster_id: str, body: GrantCreate, cluster_access: PortalAccess, response: Response
-) -> GrantOut:
-    result = await cluster_access.create_grant(cluster_id, body)
-    if not result.created:
-        response.status_code = 200
-    return result.grant
-
-
-@access.delete(
-    "/grants/{grant_id}",
-    status_code=204,
-    summary="Delete a grant (admin, CSRF)",
-    responses=error_responses(401, 403, 404, 409),
-)
-async def delete_grant(cluster_id: str, grant_id: str, cluster_access: PortalAccess) -> Response:
-    await cluster_access.delete_grant(cluster_id, grant_id)
-    return Response(status_code=204)
-
-
-@access.post(
-    "/revoke-all",
-    summary="Delete every grant on the cluster and void every kube token for it (admin, CSRF)",
-    responses=error_responses(401, 403, 404, 409),
-)
-async def revoke_all(cluster_id: str, cluster_access: PortalAccess) -> RevokeAllResult:
-    return await cluster_access.revoke_all(cluster_id)
-
-
-@access.post(
-    "/kubeconfig",
+    "/access/kubeconfig",
     summary="Download a kubeconfig for the cluster, with a short-lived kube token (CSRF)",
     description="The same kubeconfig, checks and rate limit as POST "
     "/api/v1/clusters/{cluster_id}/kubeconfig: 403 without a grant on the cluster (admins "
@@ -174,4 +122,5 @@ async def kubeconfig(cluster_id: str, cluster_access: PortalAccess) -> YamlRespo
     return kubeconfig_response(await cluster_access.kubeconfig(cluster_id))
 
 
+access.include_router(grant_routes(Depends(portal_cluster_access), writes=", CSRF"))
 router.include_router(access)

@@ -9,6 +9,7 @@ the field and the allowed values.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
@@ -42,6 +43,13 @@ class GrantCreate(Strict):
         max_length=253,
         description="For scope namespace: a DNS-1123 label of at most 63 characters.",
     )
+
+    @property
+    def scope_kind(self) -> str:
+        """The scope asked for; when omitted, a namespace implies scope ``namespace``."""
+        if self.scope is not None:
+            return self.scope
+        return "namespace" if self.namespace is not None else "cluster"
 
 
 class GrantOut(BaseModel):
@@ -111,3 +119,11 @@ class KubeTokenOut(BaseModel):
     )
     cluster_id: str
     server: str = Field(description="The cluster's URL on the Kubernetes API proxy.")
+
+
+@dataclass(frozen=True, slots=True)
+class GrantCreated:
+    """The grant a create request answers; ``created`` is False when it already existed."""
+
+    grant: GrantOut
+    created: bool

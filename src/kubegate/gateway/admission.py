@@ -1,0 +1,143 @@
+"""Whether a kubectl request may go through, decided from memory.
+
+:class:`Admission` checks, without a database round trip: that the gateway is on, the kube
+token (:class:`~kubegate.gateway.authority.Authority`), the request's RequestInfo, any
+access-key scope, the identity's rate limit and its open watches and streams, and that the
+cluster's agent is connected. A refusal is a :class:`~kubegate.errors.KubegateError` the
+forwarder answers as a Kubernetes ``Status``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import parse_qs
+
+from kubegate.domain.access import NO_ACCESS
+from kubegate.errors import NotFound, PermissionDenied, RateLimited, Unauthenticated, Unavailable
+from kubegate.gateway.authority import Authority
+from kubegate.gateway.headers import bearer_token, clean_request_headers
+from kubegate.gateway.http1 import Request
+from kubegate.gateway.limits import Concurrency, RateLimiter, retry_after
+from kubegate.gateway.registry import TunnelRegistry
+from kubegate.gateway.store import Identity
+from kubegate.gateway.target import split_target
+from kubegate.kube.requestinfo import RequestInfo, is_long_running, parse_request_info
+from kubegate.settings import Settings
+
+STREAMING_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
+
+Held = Literal["watch", "stream"]
+
+
+@dataclass
+class Outcome:
+    """What the audit event says about one exchange."""
+
+    started: float
+    method: str
+    path: str
+    status: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    info: RequestInfo | None = None
+    identity: Identity | None = None
+    cluster_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A request that passed admission: who, what to forward, and what it counts against."""
+
+    identity: Identity
+    headers: tuple[tuple[str, str], ...]
+    upgrade: str | None
+    target: str
+    cluster: str
+    kind: Held | None  # what it holds open, counted against the identity's limits
+
+
+class Admission:
+    """Admits requests; holds the per-identity rate limit and counts of open exchanges."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        authority: Authority,
+        tunnels: TunnelRegistry,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.authority = authority
+        self.tunnels = tunnels
+        self._clock = clock
+        self.rate = RateLimiter(settings.proxy_requests_per_second, settings.proxy_request_burst)
+        self.watches = Concurrency(settings.proxy_max_watches)
+        self.streams = Concurrency(settings.proxy_max_streams)
+
+    def release(self, admitted: Admitted) -> None:
+        """The admitted exchange ended: it no longer counts against its identity's limits."""
+        if admitted.kind is not None:
+            self._limit(admitted.kind).release(admitted.identity.key)
+
+    def _limit(self, kind: Held) -> Concurrency:
+        return self.streams if kind == "stream" else self.watches
+
+    async def admit(self, request: Request, method: str, outcome: Outcome) -> Admitted:
+        """Check ``request``, recording what is known into ``outcome``; raises a
+        :class:`~kubegate.errors.KubegateError` to refuse it."""
+        target = split_target(request.target)
+        outcome.path = target.path
+        if not self.settings.gateway_enabled:
+            raise NotFound("the kubegate access gateway is disabled")
+        clean = clean_request_headers(request.headers)
+        token = bearer_token(request.headers)
+        if token is None:
+            raise Unauthenticated(
+                "no kube token: use a kubeconfig from kubegate (it carries a bearer token)"
+            )
+        identity, view = await self.authority.authorize(token, target.cluster_id)
+        outcome.identity = identity
+        outcome.cluster_id = target.cluster_id
+        info = parse_request_info(
+            method, target.path, target.query, upgrade=clean.upgrade is not None
+        )
+        outcome.info = info
+        if info.subresource in ("exec", "attach"):
+            outcome.extra["command"] = parse_qs(target.query).get("command", [])
+        if identity.scope is not None and not identity.scope.allows(info):
+            raise PermissionDenied(
+                f"{NO_ACCESS}: the access key's scope does not allow {info.verb} "
+                f"{info.resource or info.path}",
+            )
+        now = self._clock()
+        wait = self.rate.take(identity.key, now)
+        if wait > 0:
+            seconds = retry_after(wait)
+            raise RateLimited(
+                f"too many requests through kubegate; try again in {seconds} s", retry_after=seconds
+            )
+        kind: Held | None = None
+        if clean.upgrade is not None and info.subresource in STREAMING_SUBRESOURCES:
+            kind = "stream"
+        elif is_long_running(info, target.query) is not None:
+            kind = "watch"
+        if kind is not None:
+            limit = self._limit(kind)
+            if not limit.acquire(identity.key):
+                what = "exec/attach/port-forward streams" if kind == "stream" else "watches"
+                raise RateLimited(
+                    f"too many open {what} ({limit.limit}); close some and try again",
+                    retry_after=1,
+                )
+        if self.tunnels.link(target.cluster_id) is None:
+            if kind is not None:
+                self._limit(kind).release(identity.key)
+            raise Unavailable(
+                f"cluster {view.name} is offline: its kubegate agent is not connected"
+            )
+        return Admitted(identity, clean.headers, clean.upgrade, target.target, view.name, kind)

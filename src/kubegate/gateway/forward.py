@@ -1,0 +1,354 @@
+"""One kubectl request through the proxy: admit it, relay it over the tunnel, audit it.
+
+Admission is memory only (:class:`~kubegate.gateway.authority.Authority`): the token, the
+request's RequestInfo, any access-key scope, the identity's rate and concurrency limits and
+whether the cluster's agent is connected. A refused request gets a Kubernetes ``Status``.
+
+The relay streams both ways without holding a whole body: the request body goes to the
+tunnel stream as it arrives (each send waits for HTTP/2 window), the response goes to the
+socket chunk by chunk (each write waits for the socket to drain), so a slow side slows the
+other instead of filling memory. After a ``101`` the connection's raw bytes are relayed both
+ways until the upstream ends it. kubectl going away resets the stream (the agent cancels the
+upstream request); revocation cancels the exchange the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kubegate.errors import BadGateway, KubegateError, Unavailable
+from kubegate.gateway.admission import Admission, Admitted, Outcome
+from kubegate.gateway.audit import AuditTrail
+from kubegate.gateway.authority import Authority, Cancel
+from kubegate.gateway.http1 import (
+    Data,
+    EndOfMessage,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Request,
+)
+from kubegate.gateway.registry import TunnelRegistry
+from kubegate.kube.status import status_response
+from kubegate.settings import Settings
+from kubegate.tunnel.exchange import ProxiedResponse, decode_response, tunnel_request_headers
+from kubegate.tunnel.transport import StreamCancelled, TunnelClosed, TunnelStream
+
+if TYPE_CHECKING:
+    from kubegate.gateway.listener import ClientConnection
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 64 * 1024
+# An upgraded connection's bytes go into the tunnel in pieces up to this (see the agent's
+# UPGRADED_READ).
+UPGRADED_READ = 256 * 1024
+
+
+class Forwarder:
+    """Admits (:class:`~kubegate.gateway.admission.Admission`), relays and audits requests."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        authority: Authority,
+        tunnels: TunnelRegistry,
+        audit: AuditTrail,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.authority = authority
+        self.tunnels = tunnels
+        self.audit = audit
+        self._clock = clock
+        self.admission = Admission(
+            settings=settings, authority=authority, tunnels=tunnels, clock=clock
+        )
+
+    async def exchange(self, conn: ClientConnection, request: Request) -> bool:
+        """Serve one request; answers whether the connection may carry another."""
+        method = request.method.decode("ascii", "replace")
+        outcome = Outcome(self._clock(), method, request.target.decode("ascii", "replace"))
+        admitted: Admitted | None = None
+        try:
+            try:
+                admitted = await self.admission.admit(request, method, outcome)
+            except KubegateError as exc:
+                return await self._refuse(conn, exc, outcome)
+            # The apiserver's audit log gets kubectl's real address (headers.py dropped any
+            # address the client claimed).
+            headers = [*admitted.headers, ("x-forwarded-for", conn.peer.rsplit(":", 1)[0])]
+            return await self._relay(conn, request, outcome, admitted, headers)
+        finally:
+            if admitted is not None:
+                self.admission.release(admitted)
+            self._audit(outcome)
+
+    async def _refuse(self, conn: ClientConnection, error: KubegateError, outcome: Outcome) -> bool:
+        answer = status_response(error)
+        outcome.status = answer.status
+        outcome.extra["error"] = error.message
+        headers = [(k.encode(), v.encode()) for k, v in answer.headers]
+        http = conn.http
+        if not http.waiting_for_response:
+            return False
+        await conn.write(
+            [http.response(answer.status, headers), http.data(answer.body), http.end()]
+        )
+        # Keep the connection only if the request had no body left unread.
+        if http.request_complete:
+            return True
+        try:
+            return isinstance(http.next_event(), EndOfMessage)
+        except RemoteProtocolError:
+            return False
+
+    # -- relay -------------------------------------------------------------------------
+
+    async def _relay(
+        self,
+        conn: ClientConnection,
+        request: Request,
+        outcome: Outcome,
+        admitted: Admitted,
+        headers: list[tuple[str, str]],
+    ) -> bool:
+        identity, upgrade, cluster_name = admitted.identity, admitted.upgrade, admitted.cluster
+        has_body = _has_body(request)
+        link = self.tunnels.link(identity.cluster_id)
+        if link is None:
+            return await self._refuse(
+                conn, Unavailable(f"cluster {cluster_name} is offline"), outcome
+            )
+        if not has_body:
+            try:
+                event = conn.http.next_event()
+            except RemoteProtocolError:
+                return False
+            if not isinstance(event, EndOfMessage):  # pragma: no cover - llhttp guarantees
+                return False
+        try:
+            stream = await link.connection.open_stream(
+                outcome.method,
+                admitted.target,
+                tuple(
+                    tunnel_request_headers(
+                        headers,
+                        user=identity.email,
+                        upgrade=upgrade,
+                        long_running=admitted.kind == "watch",
+                    )
+                ),
+                # An upgrade's stream stays open: the new protocol's bytes follow the head.
+                end_stream=not has_body and upgrade is None,
+            )
+        except (TunnelClosed, KubegateError) as exc:
+            return await self._refuse(
+                conn, Unavailable(f"cluster {cluster_name} is offline: {exc}"), outcome
+            )
+        reason: list[str] = []
+
+        def cancel(why: str) -> None:
+            # ``relay`` is bound below, before any task that calls this can run.
+            if not reason and not relay.done():
+                reason.append(why)
+                relay.cancel()
+
+        pump = asyncio.ensure_future(self._pump_client(conn, stream, outcome, has_body, cancel))
+        relay = asyncio.ensure_future(self._relay_stream(conn, stream, outcome, pump))
+        try:
+            with self.authority.registered(identity, "exchange", cancel):
+                return await relay
+        except asyncio.CancelledError:
+            if not reason:
+                raise  # the server is shutting down
+            outcome.extra["closed"] = reason[0]
+            await stream.cancel()
+            if outcome.status == 0:
+                outcome.status = 499  # the client went away before an answer
+            return False
+        finally:
+            if not pump.done():
+                pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump
+
+    async def _relay_stream(
+        self,
+        conn: ClientConnection,
+        stream: TunnelStream,
+        outcome: Outcome,
+        pump: asyncio.Future[None],
+    ) -> bool:
+        """Tunnel → client: the response head and body (or the upgraded connection)."""
+        head_sent = False
+        try:
+            head = await stream.response()
+            response = decode_response(head.status, head.headers)
+            if response.upgrade is not None:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
+                head_sent = True
+                return await self._relay_upgraded(conn, stream, response, outcome)
+            outcome.status = response.status
+            # What the tunnel already holds is written together: a small answer (head, body,
+            # end) is one write; a watch is written event by event as it arrives.
+            http = conn.http
+            pending = [
+                http.response(
+                    response.status, [(k.encode(), v.encode()) for k, v in response.headers]
+                )
+            ]
+            head_sent = True
+            while True:
+                if not stream.ready:
+                    await conn.write(pending)
+                    pending = []
+                chunk = await stream.receive()
+                if not chunk:
+                    break
+                outcome.bytes_out += len(chunk)
+                pending.append(http.data(chunk))
+            pending.append(http.end())
+            await conn.write(pending)
+            return True
+        except (StreamCancelled, TunnelClosed) as exc:
+            await stream.cancel()
+            if not head_sent:
+                return await self._refuse(
+                    conn, BadGateway(f"the agent failed the request: {exc}"), outcome
+                )
+            outcome.extra["closed"] = "the agent ended the stream early"
+            return False
+        except KubegateError as exc:  # the agent broke the exchange protocol
+            await stream.cancel()
+            if not head_sent:
+                return await self._refuse(conn, BadGateway(str(exc)), outcome)
+            return False
+        except (LocalProtocolError, ConnectionError) as exc:
+            await stream.cancel()
+            outcome.extra["closed"] = f"client connection: {type(exc).__name__}"
+            return False
+
+    async def _pump_client(
+        self,
+        conn: ClientConnection,
+        stream: TunnelStream,
+        outcome: Outcome,
+        has_body: bool,
+        cancel: Cancel,
+    ) -> None:
+        """Client → tunnel: the request body, then watch for kubectl going away."""
+        try:
+            if has_body:
+                while True:
+                    event = await conn.next_event()
+                    if isinstance(event, Data):
+                        outcome.bytes_in += len(event.data)
+                        await stream.send(event.data)
+                    elif isinstance(event, EndOfMessage):
+                        await stream.end()
+                        break
+                    else:
+                        cancel("kubectl closed the connection mid-request")
+                        return
+            data = await conn.reader.read(READ_SIZE)
+            if not data:
+                cancel("kubectl closed the connection")
+            else:
+                # A pipelined next request (or early bytes of an upgraded protocol): kept
+                # for after this exchange; we stop watching for EOF.
+                conn.http.receive_data(data)
+        except (StreamCancelled, TunnelClosed):
+            cancel("the tunnel stream failed while sending the request body")
+        except (ConnectionError, RemoteProtocolError):
+            cancel("kubectl's connection failed mid-request")
+
+    async def _relay_upgraded(
+        self,
+        conn: ClientConnection,
+        stream: TunnelStream,
+        response: ProxiedResponse,
+        outcome: Outcome,
+    ) -> bool:
+        """After the upstream's 101: raw bytes both ways until the upstream ends."""
+        outcome.status = 101
+        switch = conn.http.switch(
+            [
+                (b"connection", b"Upgrade"),
+                (b"upgrade", (response.upgrade or "").encode()),
+                *[(k.encode(), v.encode()) for k, v in response.headers],
+            ]
+        )
+        await conn.write([switch])
+        trailing = conn.http.trailing_data
+        up = asyncio.ensure_future(self._client_to_tunnel(conn, stream, trailing, outcome))
+        try:
+            while chunk := await stream.receive():
+                outcome.bytes_out += len(chunk)
+                conn.writer.write(chunk)
+                await conn.writer.drain()
+        finally:
+            up.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await up
+        return False
+
+    async def _client_to_tunnel(
+        self, conn: ClientConnection, stream: TunnelStream, first: bytes, outcome: Outcome
+    ) -> None:
+        with contextlib.suppress(StreamCancelled, TunnelClosed, ConnectionError):
+            if first:
+                outcome.bytes_in += len(first)
+                await stream.send(first)
+            while data := await conn.reader.read(UPGRADED_READ):
+                outcome.bytes_in += len(data)
+                await stream.send(data)
+            await stream.end()
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def _audit(self, outcome: Outcome) -> None:
+        info = outcome.info
+        identity = outcome.identity
+        detail: dict[str, Any] = {
+            "method": outcome.method,
+            "path": outcome.path[:512],
+            "bytes_in": outcome.bytes_in,
+            "bytes_out": outcome.bytes_out,
+            "duration_ms": round((self._clock() - outcome.started) * 1000, 3),
+            **outcome.extra,
+        }
+        if info is not None:
+            detail.update(
+                verb=info.verb,
+                resource=info.resource,
+                subresource=info.subresource,
+                namespace=info.namespace,
+                name=info.name,
+                api_group=info.api_group,
+            )
+        if identity is not None and identity.access_key_id:
+            detail["access_key_id"] = identity.access_key_id
+        self.audit.add(
+            org_id=identity.org_id if identity else None,
+            user_id=identity.user_id if identity else None,
+            email=identity.email if identity else "",
+            cluster_id=outcome.cluster_id,
+            status=outcome.status,
+            detail=detail,
+        )
+
+
+def _has_body(request: Request) -> bool:
+    for name, value in request.headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+    return False

@@ -1,0 +1,1 @@
+"""Kubernetes' own shapes, pure: ``metav1.Status`` bodies, RequestInfo, kubeconfig documents."""
