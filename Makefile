@@ -3,8 +3,8 @@ VENV := .venv/bin
 
 .PHONY: demo test check fmt lint type test-e2e testenv setup bench bench-proxy
 
-demo: setup ## Build the local test environment if needed and run the demo until Ctrl-C
-	$(VENV)/kubegate demo
+demo: setup ## Build the local test environment if needed and run the demo until Ctrl-C (WORKDIR=DIR keeps its files)
+	$(VENV)/python -m testenv.demo $(if $(WORKDIR),--workdir $(WORKDIR))
 
 test: ## Everything CI runs: install, build the test environment, lint, types, all tests
 	scripts/test
@@ -13,7 +13,7 @@ setup: ## Install the Python environment (.venv) from uv.lock
 	scripts/setup
 
 testenv: setup ## Build (or check) the cached Kubernetes test environment
-	$(VENV)/python -m kubegate.testenv
+	$(VENV)/python -m testenv
 
 check: fmt lint type ## Format, lint, type-check, then run the tests
 	$(VENV)/pytest

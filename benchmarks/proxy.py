@@ -58,7 +58,7 @@ from benchmarks.proxy_setup import (
 from benchmarks.proxy_streams import ForwardRun, StreamPhases, WatchReport
 from benchmarks.results import REPO, Machine, machine, write_results
 from benchmarks.stack import BenchmarkFailed, Stack
-from kubegate.testenv.processes import ProcessFailed
+from testenv.processes import ProcessFailed
 
 SERVER_ENV = {
     "KUBEGATE_PROXY_MAX_WATCHES": "20000",

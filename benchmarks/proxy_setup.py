@@ -24,9 +24,9 @@ from lightkube.resources.core_v1 import ConfigMap, Namespace
 from benchmarks.load_protocol import Target
 from benchmarks.stack import BenchmarkFailed, Stack, cpu_seconds
 from kubegate.agent.desired import DEFAULT_USER_PREFIX
-from kubegate.testenv import components
-from kubegate.testenv.processes import free_port, terminate
 from kubegate.tunnel.exchange import KUBEGATE_GROUP
+from testenv import components
+from testenv.processes import free_port, terminate
 
 GET_NAMESPACE = "bench-get"
 LIST_NAMESPACE = "bench-list"

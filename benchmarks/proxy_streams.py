@@ -22,9 +22,9 @@ from benchmarks.load_protocol import LoadResult, WatchEventResult, WatchOpenResu
 from benchmarks.proxy_phases import ProfiledRun, RequestPhases
 from benchmarks.proxy_setup import FORWARD_NAMESPACE, WATCH_NAMESPACE, CpuMeter
 from benchmarks.stack import BenchmarkFailed, memory_kib
-from kubegate.testenv import components
-from kubegate.testenv.pods import EchoServer, create_fake_pod
-from kubegate.testenv.processes import ProcessFailed, terminate
+from testenv import components
+from testenv.pods import EchoServer, create_fake_pod
+from testenv.processes import ProcessFailed, terminate
 
 Say = Callable[[str], None]
 MIB = 1 << 20

@@ -28,9 +28,9 @@ from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBi
 
 from kubegate.agent.desired import MANAGED_BY, MANAGED_BY_LABEL, binding_name
 from kubegate.server.pagination import MAX_LIMIT, encode_cursor
-from kubegate.testenv.agent import AgentProcess
-from kubegate.testenv.controlplane import ControlPlane
-from kubegate.testenv.gateway import GatewayServer
+from testenv.agent import AgentProcess
+from testenv.controlplane import ControlPlane
+from testenv.gateway import GatewayServer
 
 Report = Callable[[str], None]
 UNAVAILABLE_RETRIES = 5

@@ -32,8 +32,8 @@ from lightkube.resources.rbac_authorization_v1 import (
 
 from kubegate.agent.desired import binding_name
 from kubegate.agent.manifest import AGENT_NAME, IMPERSONATED_GROUP, install_manifest
-from kubegate.testenv.controlplane import Credentials
 from kubegate.tunnel.control import GrantResult
+from testenv.controlplane import Credentials
 from tests.e2e.test_agent_reconcile import (
     StartAgent,
     agents_running,

@@ -37,8 +37,6 @@ from websockets.asyncio.server import ServerConnection, serve
 from kubegate.agent.client import WebsocketsChannel
 from kubegate.agent.proxy import serve_proxied
 from kubegate.agent.upstream import Upstream
-from kubegate.testenv.controlplane import Credentials
-from kubegate.testenv.pods import FakePod
 from kubegate.tunnel.exchange import decode_response, tunnel_request_headers
 from kubegate.tunnel.transport import (
     MAX_MESSAGE,
@@ -46,6 +44,8 @@ from kubegate.tunnel.transport import (
     TunnelConnection,
     TunnelStream,
 )
+from testenv.controlplane import Credentials
+from testenv.pods import FakePod
 from tests.fixtures.kube import MakePod
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]

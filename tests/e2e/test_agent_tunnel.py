@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from kubegate.testenv.controlplane import Credentials
-from kubegate.testenv.system import kubectl_binaries
+from testenv.controlplane import Credentials
+from testenv.system import kubectl_binaries
 from tests.fixtures.gateway import Deployment, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -20,15 +20,15 @@ from websockets.exceptions import ConnectionClosed
 
 from kubegate import __version__
 from kubegate.agent.client import TunnelTarget, WebsocketsChannel
-from kubegate.testenv.agent import AgentProcess
-from kubegate.testenv.controlplane import Credentials
-from kubegate.testenv.gateway import GatewayServer
 from kubegate.tunnel.control import SCHEMA_VERSIONS, Desired, Hello
 from kubegate.tunnel.control_stream import CONTROL_PATH, SCHEMA_HEADER, ControlStream
 from kubegate.tunnel.frames import DATA, HEAD
 from kubegate.tunnel.handshake import PROTOCOL_HEADER, VERSION_HEADER
 from kubegate.tunnel.records import RecordKind, encode_record
 from kubegate.tunnel.transport import TunnelConnection, TunnelStream
+from testenv.agent import AgentProcess
+from testenv.controlplane import Credentials
+from testenv.gateway import GatewayServer
 from tests.fixtures.faults import FaultyRelay
 from tests.fixtures.gateway import Deployment, running_deployment, wait_for
 

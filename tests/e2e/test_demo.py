@@ -8,14 +8,27 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.e2e
 
-KUBEGATE = Path(sys.executable).parent / "kubegate"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _make_demo_command() -> list[str]:
+    """What `make demo` runs after its setup step: `make -n` prints the recipe, runs nothing."""
+    planned = subprocess.run(
+        ["make", "-n", "--no-print-directory", "demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    assert planned[0] == "scripts/setup", planned
+    return shlex.split(planned[-1])
 
 
 def _alive(pid: int) -> bool:
@@ -58,8 +71,11 @@ def _run(command: str) -> subprocess.CompletedProcess[str]:
 
 def test_demo_runs_kubectl_through_kubegate_prints_working_commands_and_stops_on_ctrl_c() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBEGATE_")}
+    command = _make_demo_command()
+    assert command[-2:] == ["-m", "testenv.demo"], command
     demo = subprocess.Popen(
-        [str(KUBEGATE), "demo"],
+        command,
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubegate.testenv.controlplane import Credentials
-from kubegate.testenv.system import kubectl_binaries
+from testenv.controlplane import Credentials
+from testenv.system import kubectl_binaries
 
 pytestmark = pytest.mark.e2e
 

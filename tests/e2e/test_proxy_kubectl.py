@@ -26,7 +26,7 @@ import pytest
 from lightkube import Client
 from lightkube.resources.core_v1 import ConfigMap
 
-from kubegate.testenv.controlplane import Credentials
+from testenv.controlplane import Credentials
 from tests.fixtures.gateway import Deployment, KubeUser, running_deployment, wait_for
 from tests.fixtures.kube import Kubectl, LineReader, MakePod, stop
 

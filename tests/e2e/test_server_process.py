@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kubegate.testenv.processes import free_port
+from testenv.processes import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from kubegate.testenv.dex import Dex, TokenRequestRefused
+from testenv.dex import Dex, TokenRequestRefused
 
 pytestmark = pytest.mark.e2e
 

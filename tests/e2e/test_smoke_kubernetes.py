@@ -13,7 +13,7 @@ import pytest
 from lightkube import Client
 from lightkube.resources.rbac_authorization_v1 import RoleBinding
 
-from kubegate.testenv.controlplane import Credentials
+from testenv.controlplane import Credentials
 from tests.fixtures.kube import Kubectl, LineReader, MakePod, stop
 
 pytestmark = pytest.mark.e2e

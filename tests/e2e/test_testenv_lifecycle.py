@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from kubegate.testenv import components as c
-from kubegate.testenv.build import BuildError, build_all, build_component
+from testenv import components as c
+from testenv.build import BuildError, build_all, build_component
 
 pytestmark = pytest.mark.e2e
 

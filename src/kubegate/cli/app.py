@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -26,32 +25,6 @@ _err = Console(stderr=True, soft_wrap=True)
 def version() -> None:
     """Print kubegate's version."""
     typer.echo(__version__)
-
-
-@app.command()
-def demo(
-    workdir: Annotated[
-        Path | None,
-        typer.Option(help="Keep the demo's files here instead of a temp dir removed on exit."),
-    ] = None,
-) -> None:
-    """Run kubegate's demo on this machine, until Ctrl-C.
-
-    Builds the local test environment if it is not cached yet (the first time takes about
-    10 minutes on 2 cores), starts a real Kubernetes control plane on 127.0.0.1 with a fake
-    (kwok) node and a demo pod, kubegate's server and agent, grants a demo user `edit` on
-    namespace demo, and runs that user's kubectl get pods, logs -f and exec through kubegate;
-    then prints the commands to keep going.
-    """
-    from kubegate.cli.demo import run_demo
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        run_demo(stop, workdir, Console(soft_wrap=True))
-    except KubegateError as exc:
-        _err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
 
 
 @app.command()

@@ -24,7 +24,7 @@ from kubegate.server.app import create_app
 from kubegate.server.handlers import DATABASE_DOWN
 from kubegate.storage.engine import async_url
 from kubegate.storage.models import AuditEvent, KubeToken
-from kubegate.testenv.postgres import PostgresServer
+from testenv.postgres import PostgresServer
 from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, ServerThread, make_settings
 from tests.fixtures.faults import FaultyRelay
 

@@ -37,7 +37,7 @@ from schemathesis.config import SchemathesisConfig
 from kubegate.server.app import create_app
 from kubegate.settings import Settings
 from kubegate.storage.engine import async_url
-from kubegate.testenv.postgres import PostgresServer
+from testenv.postgres import PostgresServer
 from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, ServerThread, make_settings
 
 MAX_EXAMPLES = 10

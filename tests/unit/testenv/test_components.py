@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kubegate.testenv import components as c
+from testenv import components as c
 
 KUBERNETES_GO_MOD = """module k8s.io/kubernetes
 

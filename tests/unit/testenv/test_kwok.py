@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from kubegate.testenv import kwok
+from testenv import kwok
 
 
 def test_cri_log_line_is_what_kubelet_reads() -> None:

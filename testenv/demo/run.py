@@ -1,11 +1,10 @@
-"""``kubegate demo``: the local control plane, kubegate and its agent, and a granted user's
+"""The demo's steps: the local control plane, kubegate and its agent, and a granted user's
 kubectl through kubegate (``get pods``, ``logs -f``, ``exec``), run for the user to see."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import secrets
 import shlex
 import shutil
@@ -23,13 +22,13 @@ from rich.console import Console
 from rich.text import Text
 
 from kubegate.errors import KubegateError
-from kubegate.testenv.agent import AgentProcess
-from kubegate.testenv.build import ensure_environment
-from kubegate.testenv.controlplane import ControlPlane
-from kubegate.testenv.gateway import GatewayServer
-from kubegate.testenv.pods import EchoServer, FakePod, create_fake_pod
-from kubegate.testenv.processes import terminate
-from kubegate.testenv.system import kubectl_binaries
+from testenv.agent import AgentProcess
+from testenv.build import ensure_environment
+from testenv.controlplane import ControlPlane
+from testenv.demo.kubectl import STEP_TIMEOUT, DemoFailed, DemoKubectl
+from testenv.gateway import GatewayServer
+from testenv.pods import EchoServer, FakePod, create_fake_pod
+from testenv.system import kubectl_binaries
 
 DEMO_NAMESPACE = "demo"
 DEMO_POD = "hello"
@@ -38,11 +37,6 @@ DEMO_USER = "dev@kubegate.local"
 DEMO_ROLE = "edit"  # view cannot exec; edit can
 EXEC_COMMAND = ("echo", "hello from kubegate")
 KUBE_TOKEN_MINUTES = 15  # the server's default kube_token_ttl_seconds
-STEP_TIMEOUT = 60.0
-
-
-class DemoFailed(KubegateError):
-    """A step of the demo failed; the message names the step and where to look."""
 
 
 @contextlib.contextmanager
@@ -107,119 +101,6 @@ def _write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as out:
         out.write(text)
     path.chmod(0o600)
-
-
-class DemoKubectl:
-    """Runs kubectl as the demo user through kubegate and shows each command and its output."""
-
-    def __init__(self, binary: Path, kubeconfig: Path, console: Console, look_at: str) -> None:
-        self.binary = binary
-        self.kubeconfig = kubeconfig
-        self.console = console
-        self.look_at = look_at
-
-    def _argv(self, args: tuple[str, ...]) -> list[str]:
-        return [str(self.binary), "--kubeconfig", str(self.kubeconfig), *args]
-
-    def _show_command(self, args: tuple[str, ...]) -> str:
-        shown = shlex.join(["kubectl", "--kubeconfig", str(self.kubeconfig), *args])
-        self.console.print(Text("$ ", style="bold green") + Text(shown, style="bold"))
-        return shown
-
-    def _show_output(self, text: str, style: str = "") -> None:
-        for line in text.rstrip("\n").splitlines():
-            self.console.print(Text(f"  {line}", style=style), highlight=False)
-
-    def run(self, *args: str) -> str:
-        """Run ``kubectl args`` to completion, show its output, answer stdout; raise
-        :class:`DemoFailed` with its stderr if it fails."""
-        shown = self._show_command(args)
-        with self.console.status(f"running {shown} ..."):
-            try:
-                result = subprocess.run(
-                    self._argv(args),
-                    capture_output=True,
-                    text=True,
-                    timeout=STEP_TIMEOUT,
-                    stdin=subprocess.DEVNULL,
-                    check=False,
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise DemoFailed(
-                    f"`{shown}` did not finish in {STEP_TIMEOUT:.0f} s (see {self.look_at})"
-                ) from exc
-        if result.returncode != 0:
-            raise DemoFailed(
-                f"`{shown}` failed (exit {result.returncode}): {result.stderr.strip()} "
-                f"(see {self.look_at})"
-            )
-        self._show_output(result.stdout)
-        return result.stdout
-
-    def follow_logs(self, pod: FakePod, first_line: str) -> None:
-        """``kubectl logs -f``: wait for ``first_line``, append a line to the pod's log, show
-        that it arrived while kubectl follows, then stop following."""
-        args = ("logs", "-f", "-n", pod.namespace, pod.name)
-        shown = self._show_command(args)
-        proc = subprocess.Popen(
-            self._argv(args),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        lines: queue.Queue[str] = queue.Queue()
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                lines.put(line.rstrip("\n"))
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        try:
-            with self.console.status(f"following {shown} ..."):
-                self._wait_line(proc, lines, first_line, shown)
-                appended = f"appended at {time.strftime('%H:%M:%S')} while kubectl logs -f follows"
-                self._show_output("(the demo appends a line to the pod's log)", style="dim")
-                started = time.monotonic()
-                pod.append_log(appended)
-                self._wait_line(proc, lines, appended, shown)
-            waited = (time.monotonic() - started) * 1000
-            self._show_output(
-                f"(arrived {waited:.0f} ms after it was written; the demo stops following)",
-                style="dim",
-            )
-        finally:
-            terminate(proc)
-            reader.join(5)
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
-
-    def _wait_line(
-        self, proc: subprocess.Popen[str], lines: queue.Queue[str], wanted: str, shown: str
-    ) -> None:
-        """Show the followed lines until ``wanted`` arrives; raise if kubectl exits or it
-        takes longer than the step timeout."""
-        deadline = time.monotonic() + STEP_TIMEOUT
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = lines.get(timeout=min(left, 0.2))
-            except queue.Empty:
-                if proc.poll() is not None and lines.empty():
-                    stderr = proc.stderr.read().strip() if proc.stderr else ""
-                    raise DemoFailed(
-                        f"`{shown}` exited ({proc.returncode}) before {wanted!r} arrived: "
-                        f"{stderr} (see {self.look_at})"
-                    ) from None
-                continue
-            self._show_output(line)
-            if line == wanted:
-                return
-        raise DemoFailed(
-            f"`{shown}` did not show {wanted!r} within {STEP_TIMEOUT:.0f} s (see {self.look_at})"
-        )
 
 
 def _kubectl_through_kubegate(

@@ -27,9 +27,9 @@ import psycopg
 from psycopg import sql
 
 from kubegate.errors import KubegateError
-from kubegate.testenv import components as c
-from kubegate.testenv.processes import ManagedProcess, ProcessFailed, free_port
-from kubegate.testenv.system import postgres_bin_dir
+from testenv import components as c
+from testenv.processes import ManagedProcess, ProcessFailed, free_port
+from testenv.system import postgres_bin_dir
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _require_bin_dir() -> Path:
         raise PostgresNotInstalled(
             f"PostgreSQL server binaries not found ({c.POSTGRES_BIN_GLOB}): install the Debian "
             f"package `{package}` (apt-get install -y {package}) or run `python -m "
-            "kubegate.testenv`"
+            "testenv`"
         )
     return found
 

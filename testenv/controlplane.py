@@ -26,11 +26,11 @@ from lightkube.resources.core_v1 import Node
 from lightkube.resources.rbac_authorization_v1 import ClusterRole
 
 from kubegate.pki import CertificateAuthority, KeyPair, rsa_key_pem
-from kubegate.testenv import components as c
-from kubegate.testenv import kwok
-from kubegate.testenv.build import is_built
-from kubegate.testenv.kubeconfig import admin_kubeconfig, write_private
-from kubegate.testenv.processes import ManagedProcess, ProcessFailed, free_port
+from testenv import components as c
+from testenv import kwok
+from testenv.build import is_built
+from testenv.kubeconfig import admin_kubeconfig, write_private
+from testenv.processes import ManagedProcess, ProcessFailed, free_port
 
 Report = Callable[[str], None]
 
@@ -79,7 +79,7 @@ def installed_binary(cache: Path, component: c.GoComponent) -> Path:
     if not is_built(installed):
         raise ProcessFailed(
             f"{component.name} {component.version} is not built in {cache}: "
-            "run `make testenv` (or `python -m kubegate.testenv`) first"
+            "run `make testenv` (or `python -m testenv`) first"
         )
     return installed.binary
 

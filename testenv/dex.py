@@ -28,9 +28,9 @@ import yaml
 
 from kubegate.errors import KubegateError
 from kubegate.pki import CertificateAuthority
-from kubegate.testenv import components as c
-from kubegate.testenv.controlplane import installed_binary
-from kubegate.testenv.processes import ManagedProcess, free_port
+from testenv import components as c
+from testenv.controlplane import installed_binary
+from testenv.processes import ManagedProcess, free_port
 
 CLIENT_ID = "kubegate"
 LOOPBACK_REDIRECT_URI = "http://127.0.0.1/callback"

@@ -13,8 +13,8 @@ from types import TracebackType
 from lightkube import Client
 from lightkube.resources.core_v1 import Pod
 
-from kubegate.testenv import kwok
-from kubegate.testenv.controlplane import KWOK_RESOURCES
+from testenv import kwok
+from testenv.controlplane import KWOK_RESOURCES
 
 
 class _EchoHandler(socketserver.BaseRequestHandler):

@@ -1,6 +1,6 @@
 """What the test environment is made of: pinned versions and how each piece is built.
 
-Pure data and pure functions; :mod:`kubegate.testenv.build` does the I/O.
+Pure data and pure functions; :mod:`testenv.build` does the I/O.
 """
 
 from __future__ import annotations

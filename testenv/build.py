@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubegate.errors import KubegateError
-from kubegate.testenv import components as c
-from kubegate.testenv.system import ensure_system_packages
+from testenv import components as c
+from testenv.system import ensure_system_packages
 
 Report = Callable[[str], None]
 
@@ -246,7 +246,7 @@ def ensure_environment(cache: Path | None = None, report: Report = print) -> lis
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m kubegate.testenv.build``: build what is missing, print progress."""
+    """``python -m testenv.build``: build what is missing, print progress."""
     del argv
     try:
         ensure_environment(report=lambda line: print(line, flush=True))

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from kubegate.testenv.processes import ManagedProcess, free_port
+from testenv.processes import ManagedProcess, free_port
 
 
 class GatewayServer:

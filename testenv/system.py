@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from kubegate.errors import KubegateError
-from kubegate.testenv import components as c
+from testenv import components as c
 
 Report = Callable[[str], None]
 

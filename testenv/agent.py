@@ -7,7 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
-from kubegate.testenv.processes import ManagedProcess
+from testenv.processes import ManagedProcess
 
 
 class AgentProcess:
