@@ -106,8 +106,8 @@ class BadGateway(KubegateError):
     """Something between kubegate and kube-apiserver failed mid-exchange (the tunnel, the
     agent or the apiserver's connection).
 
-    Kubernetes has no ``BadGateway`` reason (``metav1.StatusReason``); kube-apiserver's own
-    proxy answers 502 as ``InternalError``, so every 502 of ours says the same.
+    ``metav1.StatusReason`` has no ``BadGateway``: every 502 of ours says ``InternalError``,
+    the documented reason nearest to it, so clients that switch on the reason see one value.
     """
 
     status = 502
