@@ -9,6 +9,7 @@ transport to cut, so these tests do not run on it. Nothing in the app is mocked.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -80,12 +81,17 @@ def assert_unavailable(response: httpx.Response) -> None:
     }
 
 
-def test_postgres_readiness_follows_the_database(outage: Outage) -> None:
+def test_postgres_readiness_follows_the_database(
+    outage: Outage, caplog: pytest.LogCaptureFixture
+) -> None:
     assert outage.client.get("/readyz").status_code == 200
     outage.relay.go_down()
-    down = outage.client.get("/readyz")
+    with caplog.at_level(logging.WARNING, logger="kubegate.server.routers.health"):
+        down = outage.client.get("/readyz")
     assert down.status_code == 503
     assert down.json() == {"status": "unavailable", "database": "down"}
+    # The probe's answer says nothing more; the log says why.
+    assert any(m.startswith("not ready: the database does not answer: ") for m in caplog.messages)
     assert outage.client.get("/healthz").status_code == 200  # alive, just not ready
     outage.relay.come_back()
     assert outage.client.get("/readyz").json() == {"status": "ok", "database": "up"}
