@@ -135,9 +135,14 @@ def build_component(installed: c.Installed, cores: int) -> None:
     installed.log.write_text(f"# building {comp.name} {comp.version}\n")
 
     staging: list[str] = []
-    if comp.kubernetes_staging:
+    release_date = ""
+    if comp.kubernetes_staging or comp.stamps_kubernetes_version:
         info = _module_info(comp.module, comp.module_version, src, installed)
-        staging = c.staging_modules(Path(info["GoMod"]).read_text())
+        if comp.kubernetes_staging:
+            staging = c.staging_modules(Path(info["GoMod"]).read_text())
+        if comp.stamps_kubernetes_version:
+            # The .info the module proxy served: {"Version": ..., "Time": the tag's commit}.
+            release_date = str(json.loads(Path(info["Info"]).read_text()).get("Time", ""))
     if comp.local_copy:
         _copy_module(comp, src, installed)
     (src / "go.mod").write_text(c.wrapper_go_mod(comp, staging))
@@ -146,7 +151,7 @@ def build_component(installed: c.Installed, cores: int) -> None:
     _run(["go", "get", "-tool", f"{comp.package}@{comp.module_version}"], **run)  # type: ignore[arg-type]
     tmp = installed.root / "bin" / f".{comp.binary}.partial"
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    args = comp.build_args(tmp)
+    args = comp.build_args(tmp, release_date)
     args[2:2] = ["-p", str(cores)]
     _run(args, **run)  # type: ignore[arg-type]
     tmp.rename(installed.binary)

@@ -55,6 +55,8 @@ class GoComponent:
     # deleted from the copy, and the wrapper replaces the module with the copy.
     omit_files: tuple[str, ...] = ()
     patches: tuple[SourcePatch, ...] = ()
+    # Link in the release's version (kubernetes_version_ldflags), as Kubernetes' own build does.
+    stamps_kubernetes_version: bool = False
 
     @property
     def local_copy(self) -> bool:
@@ -82,16 +84,53 @@ class GoComponent:
                 RECIPE_REVISION,
             )
         )
+        if self.stamps_kubernetes_version:  # only then, so other cache entries stay valid
+            text += repr(kubernetes_version_ldflags(self.version, ""))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def build_args(self, output: Path) -> list[str]:
-        """The ``go build`` command line for this component."""
+    def build_args(self, output: Path, release_date: str = "") -> list[str]:
+        """The ``go build`` command line for this component; ``release_date`` (ISO 8601, the
+        module version's time) is the build date a version-stamped component reports."""
         args = ["go", "build", "-trimpath", "-o", str(output)]
         if self.tags:
             args += ["-tags", ",".join(self.tags)]
-        if self.ldflags:
-            args += ["-ldflags", " ".join(self.ldflags)]
+        ldflags = self.ldflags
+        if self.stamps_kubernetes_version:
+            ldflags += kubernetes_version_ldflags(self.version, release_date)
+        if ldflags:
+            args += ["-ldflags", " ".join(ldflags)]
         return [*args, self.package]
+
+
+# Kubernetes' release build (hack/lib/version.sh, kube::version::ldflags) sets these in both
+# packages; a plain `go build` leaves gitVersion "v0.0.0-master+$Format:%H$", which kubectl
+# version shows and version-checking clients warn about.
+KUBERNETES_VERSION_PACKAGES = ("k8s.io/client-go/pkg/version", "k8s.io/component-base/version")
+
+
+def kubernetes_version_ldflags(version: str, release_date: str) -> tuple[str, ...]:
+    """``-X`` linker flags that make a Kubernetes binary built from the module report
+    ``v<version>`` (``kubectl version``, ``GET /version``, ``--version``).
+
+    The tree state is ``archive``, what Kubernetes' build says for a source archive (the
+    module zip is one); the module proxy does not tell the commit, so gitCommit is empty
+    rather than a ``$Format`` placeholder. ``release_date`` becomes buildDate when given.
+    """
+    major, minor, _ = version.split(".", 2)
+    values = {
+        "gitVersion": f"v{version}",
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitCommit": "",
+        "gitTreeState": "archive",
+    }
+    if release_date:
+        values["buildDate"] = release_date
+    return tuple(
+        f"-X {package}.{key}={value}"
+        for package in KUBERNETES_VERSION_PACKAGES
+        for key, value in values.items()
+    )
 
 
 # Bump when the build procedure changes in a way the fingerprint does not see.
@@ -105,6 +144,7 @@ KUBE_APISERVER = GoComponent(
     binary="kube-apiserver",
     tags=("selinux", "notest", "grpcnotrace"),
     kubernetes_staging=True,
+    stamps_kubernetes_version=True,
 )
 # The built-in view/edit/admin ClusterRoles are aggregated: only the controller-manager's
 # clusterrole-aggregation controller fills in their rules.
@@ -116,6 +156,7 @@ KUBE_CONTROLLER_MANAGER = GoComponent(
     binary="kube-controller-manager",
     tags=("selinux", "notest", "grpcnotrace"),
     kubernetes_staging=True,
+    stamps_kubernetes_version=True,
 )
 ETCD = GoComponent(
     name="etcd",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -13,7 +15,8 @@ import pytest
 from lightkube import Client
 from lightkube.resources.rbac_authorization_v1 import RoleBinding
 
-from testenv.controlplane import Credentials
+from testenv import components as c
+from testenv.controlplane import Credentials, installed_binary
 from tests.fixtures.kube import Kubectl, LineReader, MakePod, stop
 
 pytestmark = pytest.mark.e2e
@@ -28,6 +31,30 @@ def test_kubectl_get_shows_the_running_kwok_pod(
     )
     assert result.returncode == 0, result.stderr
     assert re.search(r"^web\s+1/1\s+Running\s+.*kwok-node-0", result.stdout, re.M), result.stdout
+
+
+def test_kubectl_version_shows_the_apiserver_as_the_release_it_is(
+    kubectl: Kubectl, kube_credentials: Credentials
+) -> None:
+    result = kubectl.run("version", "-o", "json", kubeconfig=kube_credentials.kubeconfig)
+    assert result.returncode == 0, result.stderr
+    server = json.loads(result.stdout)["serverVersion"]
+    major, minor, _ = c.KUBERNETES_VERSION.split(".")
+    assert server["gitVersion"] == f"v{c.KUBERNETES_VERSION}", server
+    assert (server["major"], server["minor"]) == (major, minor), server
+    assert server["gitTreeState"] == "archive", server
+    assert server["buildDate"] > "2020", server  # the release's date, not 1970
+    if kubectl.version == "1.37":  # within the ±1 skew: nothing to warn about
+        assert "WARNING" not in result.stderr, result.stderr
+
+
+def test_the_control_plane_binaries_say_their_release_version() -> None:
+    for component in (c.KUBE_APISERVER, c.KUBE_CONTROLLER_MANAGER):
+        binary = installed_binary(c.default_cache_dir(), component)
+        shown = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=60, check=True
+        )
+        assert shown.stdout.strip() == f"Kubernetes v{c.KUBERNETES_VERSION}", shown
 
 
 def test_kubectl_logs_prints_the_container_log(

@@ -74,6 +74,31 @@ def test_build_args_name_tags_output_and_package() -> None:
     assert args[-1] == "k8s.io/kubernetes/cmd/kube-apiserver"
 
 
+def test_kubernetes_binaries_are_stamped_with_their_release_version() -> None:
+    date = "2026-07-22T18:07:38Z"
+    major, minor, _ = c.KUBERNETES_VERSION.split(".")
+    for component in (c.KUBE_APISERVER, c.KUBE_CONTROLLER_MANAGER):
+        args = component.build_args(Path("/out/bin"), release_date=date)
+        flags = args[args.index("-ldflags") + 1].split()
+        for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+            assert f"{package}.gitVersion=v{c.KUBERNETES_VERSION}" in flags
+            assert f"{package}.gitMajor={major}" in flags
+            assert f"{package}.gitMinor={minor}" in flags
+            assert f"{package}.gitTreeState=archive" in flags
+            assert f"{package}.buildDate={date}" in flags
+        assert len(flags) == 2 * flags.count("-X")
+    assert "-ldflags" not in c.ETCD.build_args(Path("/out/etcd"))
+
+
+def test_stamping_the_version_changes_the_fingerprint_so_an_unstamped_build_is_rebuilt() -> None:
+    unstamped = replace(c.KUBE_APISERVER, stamps_kubernetes_version=False)
+    assert unstamped.fingerprint() != c.KUBE_APISERVER.fingerprint()
+    bumped = replace(c.KUBE_APISERVER, version="1.36.4")
+    assert "-X k8s.io/component-base/version.gitVersion=v1.36.4" in " ".join(
+        bumped.build_args(Path("/out/bin"))
+    )
+
+
 def test_cache_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBEGATE_TESTENV_CACHE", "/somewhere/else")
     assert c.default_cache_dir() == Path("/somewhere/else")
