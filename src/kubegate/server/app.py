@@ -17,6 +17,7 @@ from kubegate.gateway.authority import Authority
 from kubegate.gateway.forward import Forwarder
 from kubegate.gateway.listener import ProxyServer, proxy_tls_context
 from kubegate.gateway.registry import TunnelRegistry
+from kubegate.gateway.store import GatewayStore
 from kubegate.server import handlers
 from kubegate.server.bootstrap import Announce, bootstrap
 from kubegate.server.credentials import CredentialLookup
@@ -57,7 +58,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
             stack.callback(trips.close)
             await upgrade(engine)
             sessions = session_factory(engine)
-            store = SqlGatewayStore(sessions, trips)
+            store: GatewayStore = SqlGatewayStore(sessions, trips)
             tunnels = TunnelRegistry(store)
             authority = Authority(store)
             stack.push_async_callback(authority.close)
