@@ -23,19 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import AsyncIterator
 
+from kubegate.agent.connection import UpstreamBroken, UpstreamConnection, UpstreamUnavailable
+from kubegate.agent.http1 import response_has_body
 from kubegate.agent.multiplex import CONNECT_TIMEOUT, SharedConnections
-from kubegate.agent.upstream import (
-    UpgradeConnection,
-    Upstream,
-    UpstreamBroken,
-    UpstreamUnavailable,
-    check_request_head,
-    failure_reason,
-)
-from kubegate.errors import InvalidRequest, KubegateError
+from kubegate.agent.request_head import check_request_head
+from kubegate.agent.upstream import Upstream
+from kubegate.errors import InvalidRequest, KubegateError, failure_reason, map_exceptions
 from kubegate.proxy.status import status_response
 from kubegate.tunnel.exchange import (
     ProxiedRequest,
@@ -47,7 +42,6 @@ from kubegate.tunnel.transport import StreamCancelled, TunnelClosed, TunnelStrea
 
 log = logging.getLogger(__name__)
 
-_NO_BODY_STATUSES = frozenset({204, 304})
 # A body of known length up to this size is read before the head goes, so head and body
 # travel in two tunnel writes instead of three (most API answers are this small).
 SMALL_BODY = 64 * 1024
@@ -181,7 +175,7 @@ class _Exchange:
         body = await self._request_body()
         async with self.upstream.request(request.method, request.target, head, body) as answer:
             status, headers = tunnel_response_head(answer.status, answer.headers)
-            if request.method == "HEAD" or answer.status in _NO_BODY_STATUSES:
+            if not response_has_body(request.method, answer.status):
                 await self.stream.respond(status, tuple(headers), end_stream=True)
                 self.responded = True
                 return
@@ -202,34 +196,37 @@ class _Exchange:
         when the apiserver turned out not to speak HTTP/2."""
         request = self.request
         target = self.upstream.server.base_path + request.target
-        try:
-            async with shared.request(request.method, target, head) as answer:
-                if answer is None:
-                    return False
-                response, upstream = answer
-                status, headers = tunnel_response_head(response.status, response.headers)
-                await self.stream.respond(status, tuple(headers), end_stream=response.end_stream)
-                self.responded = True
-                if response.end_stream:
+        with map_exceptions({OSError: UpstreamUnavailable}):
+            try:
+                async with shared.request(request.method, target, head) as answer:
+                    if answer is None:
+                        return False
+                    response, upstream = answer
+                    status, headers = tunnel_response_head(response.status, response.headers)
+                    end = response.end_stream
+                    await self.stream.respond(status, tuple(headers), end_stream=end)
+                    self.responded = True
+                    if response.end_stream:
+                        return True
+                    while True:
+                        try:
+                            chunk = await upstream.receive()
+                        except (StreamCancelled, TunnelClosed) as exc:
+                            # Ours too (KubegateError), which map_exceptions passes through.
+                            raise UpstreamBroken(failure_reason(exc)) from exc
+                        if not chunk:
+                            break
+                        await self.stream.send(chunk)
+                    await self.stream.end()
                     return True
-                while True:
-                    try:
-                        chunk = await upstream.receive()
-                    except (StreamCancelled, TunnelClosed) as exc:
-                        raise UpstreamBroken(failure_reason(exc)) from exc
-                    if not chunk:
-                        break
-                    await self.stream.send(chunk)
-                await self.stream.end()
-                return True
-        except TimeoutError:
-            raise UpstreamUnavailable(f"connecting timed out after {CONNECT_TIMEOUT:g} s") from None
-        except (OSError, ssl.SSLError) as exc:
-            raise UpstreamUnavailable(failure_reason(exc)) from exc
-        except (StreamCancelled, TunnelClosed) as exc:
-            if self.responded or self.stream.is_dead:
-                raise
-            raise UpstreamUnavailable(f"its HTTP/2 connection failed: {exc}") from exc
+            except TimeoutError:  # an OSError too, with a message of its own
+                raise UpstreamUnavailable(
+                    f"connecting timed out after {CONNECT_TIMEOUT:g} s"
+                ) from None
+            except (StreamCancelled, TunnelClosed) as exc:
+                if self.responded or self.stream.is_dead:
+                    raise
+                raise UpstreamUnavailable(f"its HTTP/2 connection failed: {exc}") from exc
 
     async def _request_body(self) -> AsyncIterator[bytes] | None:
         """The request body as a stream from the tunnel, or ``None`` when there is none.
@@ -266,35 +263,20 @@ class _Exchange:
             if connection.switched:
                 await self._relay_upgraded(connection)
             else:
-                await connection.relay_body(self.stream.send, method=request.method)
+                await connection.relay_body(self.stream.send)
                 await self.stream.end()
             clean = True
         finally:
             await connection.close(abort=not clean)
 
-    async def _relay_upgraded(self, connection: UpgradeConnection) -> None:
+    async def _relay_upgraded(self, connection: UpstreamConnection) -> None:
         """Bytes both ways until both directions ended or either failed."""
 
         async def to_upstream() -> None:
-            writer = connection.writer
-            try:
-                while data := await self.stream.receive():
-                    writer.write(data)
-                    await writer.drain()
-                if writer.can_write_eof():
-                    writer.write_eof()
-                # TLS cannot half-close: the apiserver's side carries on until it ends.
-            except OSError:
-                # It stopped listening. Whether it ended or broke, its own direction tells
-                # (EOF or an error), after the bytes it sent before are passed on.
-                pass
+            await connection.feed_upgraded(self.stream.receive)
 
         async def to_tunnel() -> None:
-            try:
-                while data := await connection.reader.read(UPGRADED_READ):
-                    await self.stream.send(data)
-            except OSError as exc:
-                raise UpstreamBroken(failure_reason(exc)) from exc
+            await connection.relay_upgraded(self.stream.send, read_size=UPGRADED_READ)
             await self.stream.end()
 
         broken: UpstreamBroken | None = None

@@ -13,16 +13,10 @@ from lightkube import KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
 
 from kubegate.agent.client import TunnelTarget
+from kubegate.agent.credentials import TOKEN_REREAD_SECONDS, ApiServer, TokenFile, tls_context
 from kubegate.agent.runner import AgentOptions, run_agent
-from kubegate.agent.upstream import (
-    TOKEN_REREAD_SECONDS,
-    ApiServer,
-    TokenFile,
-    Upstream,
-    check_request_head,
-    tls_context,
-)
-from kubegate.errors import InvalidRequest, KubegateError
+from kubegate.agent.upstream import Upstream
+from kubegate.errors import KubegateError
 from kubegate.pki import CertificateAuthority
 
 
@@ -211,35 +205,6 @@ def test_broken_client_key_is_a_clear_error(ca: CertificateAuthority) -> None:
     )
     with pytest.raises(KubegateError, match="cannot set up TLS"):
         tls_context(config)
-
-
-# --- request heads ----------------------------------------------------------------------------
-
-
-def test_ordinary_request_head_is_accepted() -> None:
-    check_request_head(
-        "GET",
-        "/api/v1/namespaces/a/pods?labelSelector=app%3Dx&watch=1",
-        [("accept", "application/json;as=Table;g=meta.k8s.io;v=v1"), ("user-agent", "kubectl")],
-    )
-
-
-@pytest.mark.parametrize(
-    ("method", "target", "headers"),
-    [
-        ("GET", "/api/v1/pods", [("x-note", "a\r\nImpersonate-User: system:admin")]),
-        ("GET", "/api/v1/pods HTTP/1.1\r\nX: y", []),
-        ("GET", "/api v1", []),
-        ("GET", "relative", []),
-        ("G T", "/", []),
-        ("GET", "/", [("bad name", "v")]),
-    ],
-)
-def test_request_head_that_would_split_http_is_refused(
-    method: str, target: str, headers: list[tuple[str, str]]
-) -> None:
-    with pytest.raises(InvalidRequest):
-        check_request_head(method, target, headers)
 
 
 # --- the agent refuses to start ---------------------------------------------------------------
