@@ -31,7 +31,7 @@ from kubegate.agent.multiplex import CONNECT_TIMEOUT, SharedConnections
 from kubegate.agent.request_head import check_request_head
 from kubegate.agent.upstream import Upstream
 from kubegate.errors import InvalidRequest, KubegateError, failure_reason, map_exceptions
-from kubegate.proxy.status import status_response
+from kubegate.kube.status import status_response
 from kubegate.tunnel.exchange import (
     ProxiedRequest,
     decode_request,
