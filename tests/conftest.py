@@ -8,5 +8,6 @@ pytest_plugins = [
     "tests.fixtures.dex",
     "tests.fixtures.database",
     "tests.fixtures.api",
+    "tests.fixtures.access",
     "tests.fixtures.gateway",
 ]

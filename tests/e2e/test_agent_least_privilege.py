@@ -34,7 +34,7 @@ from kubegate.agent.desired import binding_name
 from kubegate.agent.manifest import AGENT_NAME, IMPERSONATED_GROUP, install_manifest
 from kubegate.tunnel.control import GrantResult
 from testenv.controlplane import Credentials
-from tests.e2e.test_agent_reconcile import (
+from tests.fixtures.reconciler import (
     StartAgent,
     agents_running,
     client_for,

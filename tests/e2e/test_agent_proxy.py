@@ -38,6 +38,7 @@ from kubegate.agent.client import WebsocketsChannel
 from kubegate.agent.proxy import serve_proxied
 from kubegate.agent.upstream import Upstream
 from kubegate.tunnel.exchange import decode_response, tunnel_request_headers
+from kubegate.tunnel.frames import FrameSession
 from kubegate.tunnel.transport import (
     MAX_MESSAGE,
     StreamCancelled,
@@ -148,7 +149,9 @@ async def tunnel_to(upstream: Upstream) -> AsyncIterator[TunnelConnection]:
     ready: asyncio.Future[TunnelConnection] = asyncio.get_running_loop().create_future()
 
     async def gateway_side(websocket: ServerConnection) -> None:
-        connection = TunnelConnection(WebsocketsChannel(websocket), client=True, name="gateway")
+        connection = TunnelConnection(
+            WebsocketsChannel(websocket), FrameSession.gateway, name="gateway"
+        )
         runner = asyncio.create_task(connection.run())
         ready.set_result(connection)
         await asyncio.wait([runner])
@@ -165,7 +168,7 @@ async def tunnel_to(upstream: Upstream) -> AsyncIterator[TunnelConnection]:
         port = next(iter(server.sockets)).getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}/", **options) as websocket:
             agent = TunnelConnection(
-                WebsocketsChannel(websocket), client=False, handler=handler, name="agent"
+                WebsocketsChannel(websocket), FrameSession.agent, handler=handler, name="agent"
             )
             agent_task = asyncio.create_task(agent.run())
             async with asyncio.timeout(GUARD):

@@ -6,19 +6,17 @@ Access is checked the way a cluster admin would: ``kubectl auth can-i --as``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, suppress
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import pytest
 import yaml
-from lightkube import AsyncClient, KubeConfig
+from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
@@ -29,100 +27,31 @@ from kubegate.agent.desired import (
     binding_name,
     desired_binding,
 )
-from kubegate.agent.reconcile import Reconciler
-from kubegate.domain.access import GrantSpec, Role
+from kubegate.domain.access import GrantSpec
 from kubegate.tunnel.control import GrantResult
 from testenv.controlplane import Credentials
 from testenv.system import kubectl_binaries
 from tests.fixtures.faults import FaultyRelay
+from tests.fixtures.reconciler import (
+    StartAgent,
+    agents_running,
+    client_for,
+    eventually,
+    new_grant,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-Report = tuple[int, list[GrantResult]]
 PREFIX = "kubegate:"
 RBAC = "rbac.authorization.k8s.io"
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], what: str, within: float = 20.0
-) -> T:
-    """Poll ``probe`` until it returns something truthy; the timeout only guards a hang."""
-    deadline = time.monotonic() + within
-    while True:
-        if result := await probe():
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await anyio.sleep(0.1)
-
-
-def new_grant(role: str, namespace: str | None, email: str | None = None) -> GrantSpec:
-    """A grant with a fresh id; a fresh user unless ``email`` is given."""
-    return GrantSpec(
-        uuid.uuid4().hex, email or f"u-{uuid.uuid4().hex[:8]}@example.com", Role(role), namespace
-    )
-
-
-class RunningAgent:
-    """A Reconciler running in the test's event loop, and every report it sent."""
-
-    def __init__(self, client: AsyncClient, failing_reports: int = 0, **options: Any) -> None:
-        self.reports: list[Report] = []
-        self.grant_ids: set[str] = set()
-        self._failing_reports = failing_reports
-        self.reconciler = Reconciler(client, self._collect, **options)
-        self.task: asyncio.Task[None] | None = None
-
-    async def _collect(self, revision: int, results: list[GrantResult]) -> None:
-        if self._failing_reports:
-            self._failing_reports -= 1
-            raise ConnectionError("the tunnel is down (injected by the test)")
-        self.reports.append((revision, results))
-
-    def set_desired(self, revision: int, grants: Sequence[GrantSpec]) -> None:
-        self.grant_ids |= {g.grant_id for g in grants}
-        self.reconciler.set_desired(revision, grants)
-
-    def check_alive(self) -> None:
-        assert self.task is not None
-        if self.task.done():
-            raise AssertionError(f"the reconciler stopped: {self.task.exception()!r}")
-
-    async def report(
-        self, matches: Callable[[Report], bool], what: str, within: float = 20.0
-    ) -> Report:
-        """The first report (oldest first) that ``matches``, waiting for it to arrive."""
-
-        async def find() -> Report | None:
-            self.check_alive()
-            return next((r for r in self.reports if matches(r)), None)
-
-        return await eventually(find, what, within)
-
-    async def applied(self, revision: int, within: float = 20.0) -> Report:
-        """The first report for ``revision`` in which every grant is applied."""
-        return await self.report(
-            lambda r: r[0] == revision and all(g.status == "applied" for g in r[1]),
-            f"every grant of revision {revision} applied",
-            within,
-        )
-
-
-StartAgent = Callable[..., RunningAgent]
 
 
 @pytest.fixture(autouse=True)
 def agent_logs_at_info(caplog: pytest.LogCaptureFixture) -> None:
     """Emit the agent's info logs, as in production, so logging them is exercised too."""
     caplog.set_level(logging.INFO, logger="kubegate")
-
-
-def client_for(kubeconfig: dict[str, Any]) -> AsyncClient:
-    """An async lightkube client for a kubeconfig document."""
-    return AsyncClient(KubeConfig.from_dict(kubeconfig), field_manager="kubegate-agent")
 
 
 @pytest.fixture
@@ -133,43 +62,11 @@ async def admin(kube_credentials: Credentials) -> AsyncIterator[AsyncClient]:
     await client.close()
 
 
-@asynccontextmanager
-async def agents_running(creds: Credentials, admin: AsyncClient) -> AsyncIterator[StartAgent]:
-    """Start Reconcilers (by default as the superuser); stopped, and their CRBs removed, after."""
-    agents: list[RunningAgent] = []
-    clients: list[AsyncClient] = []
-
-    def start(
-        kubeconfig: dict[str, Any] | None = None, failing_reports: int = 0, **options: Any
-    ) -> RunningAgent:
-        client = client_for(kubeconfig or yaml.safe_load(creds.kubeconfig.read_text()))
-        clients.append(client)
-        agent = RunningAgent(client, failing_reports, **options)
-        agent.task = asyncio.create_task(agent.reconciler.run())
-        agents.append(agent)
-        return agent
-
-    try:
-        yield start
-    finally:
-        for agent in agents:
-            assert agent.task is not None
-            agent.task.cancel()
-            with suppress(asyncio.CancelledError):
-                await agent.task
-        for client in clients:
-            await client.close()
-        # RoleBindings go with the test's namespace; cluster-scoped ones would outlive it.
-        for grant_id in set().union(*(a.grant_ids for a in agents)):
-            with suppress(ApiError):
-                await admin.delete(ClusterRoleBinding, binding_name(grant_id))
-
-
 @pytest.fixture
 async def start_agent(
     kube_credentials: Credentials, admin: AsyncClient
 ) -> AsyncIterator[StartAgent]:
-    """Start Reconcilers for the test; see :func:`agents_running`."""
+    """Start Reconcilers for the test; see :func:`tests.fixtures.reconciler.agents_running`."""
     async with agents_running(kube_credentials, admin) as start:
         yield start
 

@@ -9,23 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lightkube import Client
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.http11 import Request, Response
 
 from kubegate import __version__
 from kubegate.agent.client import TunnelTarget, WebsocketsChannel
 from kubegate.tunnel.control import SCHEMA_VERSIONS, Desired, Hello
 from kubegate.tunnel.control_stream import CONTROL_PATH, SCHEMA_HEADER, ControlStream
-from kubegate.tunnel.frames import DATA, HEAD
+from kubegate.tunnel.frames import FrameSession
 from kubegate.tunnel.handshake import PROTOCOL_HEADER, VERSION_HEADER
 from kubegate.tunnel.records import RecordKind, encode_record
 from kubegate.tunnel.transport import TunnelConnection, TunnelStream
+from kubegate.tunnel.wire import DATA, HEAD
 from testenv.agent import AgentProcess
 from testenv.controlplane import Credentials
 from testenv.gateway import GatewayServer
@@ -67,13 +71,15 @@ async def fake_agent(deployment: Deployment, misbehave: Misbehave) -> TunnelConn
 
     headers = {
         "Authorization": f"Bearer {target.cluster_token}",
-        PROTOCOL_HEADER: "1",
+        PROTOCOL_HEADER: "2",
         VERSION_HEADER: __version__,
     }
     async with connect(
         target.tunnel_url, additional_headers=headers, ssl=target.ssl_context(), compression=None
     ) as websocket:
-        connection = TunnelConnection(WebsocketsChannel(websocket), client=False, handler=handler)
+        connection = TunnelConnection(
+            WebsocketsChannel(websocket), FrameSession.agent, handler=handler
+        )
         await asyncio.wait_for(connection.run(), 20)
         return connection
 
@@ -106,20 +112,10 @@ def test_bad_record_from_the_agent_closes_the_tunnel_and_state_converges_after(
     assert deployment.owned_bindings() == [f"{namespace}/kubegate-{grant['id']}"]
 
 
-@pytest.mark.parametrize(
-    ("protocol", "corrupt_bytes"),
-    [
-        # A DATA frame on a stream nobody opened, before the agent's SETTINGS.
-        pytest.param("1", b"\x00\x00\x04\x00\x00\x00\x00\x00\x01abcd", id="http2"),
-        # A DATA frame on stream 0.
-        pytest.param("2", HEAD.pack(DATA, 0, 0, 4) + b"abcd", id="frames"),
-    ],
-)
-def test_corrupt_bytes_from_the_agent_close_the_tunnel(
-    deployment: Deployment, protocol: str, corrupt_bytes: bytes
-) -> None:
+def test_corrupt_bytes_from_the_agent_close_the_tunnel(deployment: Deployment) -> None:
     deployment.agent.stop()
     deployment.wait_online(False)
+    corrupt_bytes = HEAD.pack(DATA, 0, 0, 4) + b"abcd"  # a DATA frame on stream 0
 
     async def corrupt() -> str:
         target = TunnelTarget(
@@ -127,7 +123,7 @@ def test_corrupt_bytes_from_the_agent_close_the_tunnel(
             deployment.cluster["agent_credential"],
             str(deployment.server.ca_file),
         )
-        headers = {"Authorization": f"Bearer {target.cluster_token}", PROTOCOL_HEADER: protocol}
+        headers = {"Authorization": f"Bearer {target.cluster_token}", PROTOCOL_HEADER: "2"}
         async with connect(
             target.tunnel_url, additional_headers=headers, ssl=target.ssl_context()
         ) as websocket:
@@ -140,6 +136,43 @@ def test_corrupt_bytes_from_the_agent_close_the_tunnel(
 
     reason = asyncio.run(corrupt())
     assert "protocol error" in reason.lower()
+    assert server_is_healthy(deployment)
+    deployment.agent.start()
+    deployment.wait_online(True)
+
+
+def test_a_protocol_1_agent_is_refused_with_426_and_the_server_carries_on(
+    deployment: Deployment,
+) -> None:
+    """An agent from before tunnel protocol 2 (it offers 1 only, HTTP/2 framing) is told
+    which protocols the server speaks; the server and the real agent are unaffected."""
+    deployment.agent.stop()
+    deployment.wait_online(False)
+
+    async def dial_as_protocol_1() -> tuple[int, dict[str, Any]]:
+        target = TunnelTarget(
+            deployment.server.url,
+            deployment.cluster["agent_credential"],
+            str(deployment.server.ca_file),
+        )
+        headers = {
+            "Authorization": f"Bearer {target.cluster_token}",
+            PROTOCOL_HEADER: "1",
+            VERSION_HEADER: "0.0.9",
+        }
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                target.tunnel_url, additional_headers=headers, ssl=target.ssl_context()
+            ):
+                pass
+        response = refused.value.response
+        return response.status_code, json.loads(response.body or b"{}")
+
+    status, body = asyncio.run(dial_as_protocol_1())
+    assert status == 426
+    assert body["error"]["details"]["server_protocols"] == [2]
+    assert "speaks tunnel protocol 2" in body["error"]["message"]
+    assert "(kubegate 0.0.9) offered 1" in body["error"]["message"]
     assert server_is_healthy(deployment)
     deployment.agent.start()
     deployment.wait_online(True)
@@ -209,7 +242,7 @@ def test_bad_record_from_the_server_makes_the_agent_reconnect_not_crash(
 
     async def scenario() -> None:
         async def handler(websocket: ServerConnection) -> None:
-            connection = TunnelConnection(WebsocketsChannel(websocket), client=True)
+            connection = TunnelConnection(WebsocketsChannel(websocket), FrameSession.gateway)
             runner = asyncio.ensure_future(connection.run())
             stream = await connection.open_stream("POST", CONTROL_PATH, ((SCHEMA_HEADER, "1"),))
             control = ControlStream(stream)
@@ -219,7 +252,9 @@ def test_bad_record_from_the_server_makes_the_agent_reconnect_not_crash(
             await asyncio.wait_for(runner, 20)
             connections.append(connection.close_reason)
 
-        async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        async with serve(
+            handler, "127.0.0.1", 0, compression=None, process_response=name_protocol_2
+        ) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             agent = AgentProcess(
                 server_url=f"http://127.0.0.1:{port}",
@@ -238,6 +273,64 @@ def test_bad_record_from_the_server_makes_the_agent_reconnect_not_crash(
     asyncio.run(asyncio.wait_for(scenario(), 60))
     assert all(r is not None and reason in r for r in connections), connections
     assert reason in (tmp_path / "agent.log").read_text()
+
+
+def name_protocol_2(connection: ServerConnection, request: Request, response: Response) -> Response:
+    """A fake server's 101 names tunnel protocol 2, as the real one does."""
+    response.headers[PROTOCOL_HEADER] = "2"
+    return response
+
+
+@pytest.mark.parametrize(
+    ("named", "refusal"),
+    [(None, "named no tunnel protocol"), ("1", "has not offered")],
+    ids=["older-server", "protocol-1"],
+)
+def test_the_agent_refuses_a_server_that_does_not_speak_protocol_2_and_dials_again(
+    tmp_path: Path, kube_credentials: Credentials, named: str | None, refusal: str
+) -> None:
+    """A server from before tunnel protocol 2 answers the upgrade without naming a protocol
+    (and would speak HTTP/2 framing): the agent closes at once, says why to the server and in
+    its log, and keeps dialling with backoff."""
+    offered: list[str | None] = []
+    closes: list[tuple[int | None, str]] = []
+
+    def old_server(connection: ServerConnection, request: Request, response: Response) -> Response:
+        if named is not None:
+            response.headers[PROTOCOL_HEADER] = named
+        return response
+
+    async def scenario() -> None:
+        async def handler(websocket: ServerConnection) -> None:
+            assert websocket.request is not None
+            offered.append(websocket.request.headers.get(PROTOCOL_HEADER))
+            with contextlib.suppress(ConnectionClosed):
+                await websocket.recv()
+            closes.append((websocket.close_code, websocket.close_reason or ""))
+
+        async with serve(
+            handler, "127.0.0.1", 0, compression=None, process_response=old_server
+        ) as server:
+            port = next(iter(server.sockets)).getsockname()[1]
+            agent = AgentProcess(
+                server_url=f"http://127.0.0.1:{port}",
+                cluster_token="kg_agent_fake",
+                kubeconfig=kube_credentials.kubeconfig,
+                log=tmp_path / "agent.log",
+            )
+            agent.start()
+            try:
+                while len(closes) < 2:  # refused once, and dialled again
+                    await asyncio.sleep(0.05)
+                    agent.check_running()
+            finally:
+                agent.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert offered[:2] == ["2", "2"]
+    assert all(code == 1002 and refusal in reason for code, reason in closes), closes
+    log = (tmp_path / "agent.log").read_text()
+    assert "tunnel handshake not understood" in log and refusal in log
 
 
 def test_unreachable_server_is_retried_with_backoff(

@@ -1,7 +1,7 @@
 """The agent's side of the tunnel: dial out, hold the connection, redial when it drops.
 
 :class:`AgentTunnel` opens the WebSocket (cluster credential, pinned server CA, no
-compression), serves the HTTP/2 streams the gateway opens — the control stream, and every
+compression), serves the streams the gateway opens — the control stream, and every
 other stream as one proxied Kubernetes API request (``agent/proxy.py``) — and hands each
 desired RBAC set to the :class:`~kubegate.agent.reconcile.Reconciler`, whose
 reports it sends back. When the connection ends it waits :func:`reconnect_delay` and dials
@@ -37,6 +37,7 @@ from kubegate.tunnel.control import (
     negotiate,
 )
 from kubegate.tunnel.control_stream import CONTROL_PATH, ControlStream
+from kubegate.tunnel.frames import FrameSession
 from kubegate.tunnel.handshake import (
     PROTOCOL_HEADER,
     PROTOCOLS,
@@ -180,7 +181,7 @@ class AgentTunnel:
                 compression=None,
                 max_size=MAX_MESSAGE * 4,
                 open_timeout=OPEN_TIMEOUT,
-                ping_interval=None,  # HTTP/2 PING is the heartbeat
+                ping_interval=None,  # the tunnel's PING is the heartbeat
                 close_timeout=5,
                 user_agent_header=f"kubegate-agent/{__version__}",
             )
@@ -188,15 +189,18 @@ class AgentTunnel:
             raise KubegateError(f"invalid server URL: {exc}") from exc
         async with websocket_cm as websocket:
             response = websocket.response
-            protocol = accepted_protocol(
-                response.headers.get(PROTOCOL_HEADER) if response is not None else None
-            )
+            try:
+                protocol = accepted_protocol(
+                    response.headers.get(PROTOCOL_HEADER) if response is not None else None
+                )
+            except TunnelProtocolError as exc:
+                await websocket.close(1002, str(exc)[:120])  # the server logs why
+                raise
             connection = TunnelConnection(
                 WebsocketsChannel(websocket),
-                client=False,
+                FrameSession.agent,
                 handler=self._serve_stream,
                 name="tunnel to the kubegate server",
-                protocol=protocol,
             )
             self._hello_seen = False
             log.info("tunnel open", extra={"url": self.target.tunnel_url, "protocol": protocol})

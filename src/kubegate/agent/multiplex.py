@@ -7,9 +7,10 @@ up to :data:`STREAMS_PER_CONNECTION` long-running requests on each of a few HTTP
 connections instead (``docs/agent.md``). Short requests keep the HTTP/1.1 keep-alive pool:
 per request, Python's ``h2`` costs more CPU than a raw HTTP/1.1 exchange.
 
-The HTTP/2 side is the tunnel's own :class:`~kubegate.tunnel.transport.TunnelConnection`
-(sans-IO ``h2``, flow control opened only as the body is relayed, PING heartbeat), over a
-TLS stream instead of a WebSocket. An apiserver that does not choose ``h2`` in ALPN (or plain
+The HTTP/2 side is the agent's sans-IO client (:class:`~kubegate.agent.http2.Http2Session`,
+``h2``) driven by the tunnel's own :class:`~kubegate.tunnel.transport.TunnelConnection`
+(flow control opened only as the body is relayed, PING heartbeat) over a TLS stream instead
+of a WebSocket. An apiserver that does not choose ``h2`` in ALPN (or plain
 ``http://``) turns this off: every request then goes over HTTP/1.1, as before.
 """
 
@@ -22,7 +23,8 @@ import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from kubegate.tunnel.session import ResponseReceived
+from kubegate.agent.http2 import Http2Session
+from kubegate.tunnel.events import ResponseReceived, Session
 from kubegate.tunnel.transport import ChannelClosed, TunnelConnection, TunnelStream
 
 log = logging.getLogger(__name__)
@@ -133,14 +135,14 @@ class SharedConnections:
                 return None
             self.connections_opened += 1
             connection = TunnelConnection(
-                TlsChannel(reader, writer),
-                client=True,
-                name="apiserver HTTP/2 connection",
-                authority=self.authority,
+                TlsChannel(reader, writer), self._session, name="apiserver HTTP/2 connection"
             )
             link = _Link(connection, asyncio.ensure_future(connection.run()))
             self._links.append(link)
             return link
+
+    def _session(self, now: float) -> Session:
+        return Http2Session(authority=self.authority, now=now)
 
     @contextlib.asynccontextmanager
     async def request(

@@ -31,6 +31,7 @@ from kubegate.tunnel.control import (
     negotiate,
 )
 from kubegate.tunnel.control_stream import CONTROL_PATH, SCHEMA_HEADER, ControlStream
+from kubegate.tunnel.frames import FrameSession
 from kubegate.tunnel.transport import Channel, TunnelConnection
 
 log = logging.getLogger(__name__)
@@ -98,13 +99,11 @@ class TunnelRegistry:
         cluster_id: str,
         cluster_name: str,
         agent_version: str,
-        *,
-        protocol: int = 1,
     ) -> None:
-        """Run one agent's tunnel until it closes; ``channel`` is its accepted WebSocket,
-        with tunnel protocol ``protocol`` chosen."""
+        """Run one agent's tunnel until it closes; ``channel`` is its accepted WebSocket
+        (tunnel protocol 2, the only one)."""
         name = f"tunnel to cluster {cluster_name} ({cluster_id})"
-        connection = TunnelConnection(channel, client=True, name=name, protocol=protocol)
+        connection = TunnelConnection(channel, FrameSession.gateway, name=name)
         link = AgentLink(
             cluster_id, cluster_name, agent_version, connection, dt.datetime.now(dt.UTC)
         )

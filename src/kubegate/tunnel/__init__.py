@@ -1,5 +1,6 @@
-"""The agent tunnel: HTTP/2 (``h2``) over one WebSocket.
+"""The agent tunnel: kubegate's own stream framing (protocol 2) over one WebSocket.
 
-``records``, ``control`` and ``session`` are pure (bytes in, values and bytes out);
-``transport`` moves the bytes over a WebSocket. The wire format is in ``docs/tunnel.md``.
+``events``, ``wire``, ``frames``, ``records`` and ``control`` are pure (bytes in, values and
+bytes out); ``transport`` and ``stream`` move the bytes over a WebSocket. The wire format is
+in ``docs/tunnel.md``.
 """

@@ -1,70 +1,58 @@
-"""Tunnel protocol 2: kubegate's own stream framing, sans-IO, in place of HTTP/2.
+"""Tunnel protocol 2's session state, sans-IO: kubegate's own stream framing (ADR 0003).
 
-The same contract as :class:`~kubegate.tunnel.session.TunnelSession` (protocol 1, HTTP/2 by
-``h2``), with the same events and methods, so :class:`~kubegate.tunnel.transport.
-TunnelConnection` drives either. It keeps what the tunnel needs from HTTP/2 and drops what it
-does not (ADR 0003, ``docs/tunnel.md`` §3): every frame is a 10-byte head (type, flags,
-stream id, payload length) and its payload.
-
-- ``HEADERS`` opens a stream (gateway → agent: ``METHOD SP PATH``) or answers it (agent →
-  gateway: the status), then one ``name NUL value`` line per header, lines joined by LF, in
-  latin-1. Names go lower-case. A name or value with a LF or NUL cannot be sent.
-- ``DATA`` carries body bytes, flow-controlled as in HTTP/2: each stream and the whole
-  connection start with a fixed window (:data:`STREAM_WINDOW`, :data:`CONNECTION_WINDOW`;
-  there is no SETTINGS frame), and the receiver sends ``WINDOW`` credit only as its reader
-  consumes, a quarter of the window at a time.
-- ``END_STREAM`` (flag) half-closes, ``RESET`` cancels, ``PING`` with a deadline is the
-  heartbeat, ``GOAWAY`` closes the connection with a reason.
-
-It is several times cheaper per request than ``h2``: no HPACK, no header validation beyond
-what the tunnel needs, no SETTINGS and priority state. Measurements are in the ADR.
+:class:`FrameSession` is one side of a tunnel connection, the gateway's (it opens streams) or
+the agent's (it answers them); it implements :class:`~kubegate.tunnel.events.Session`, so
+:class:`~kubegate.tunnel.transport.TunnelConnection` drives it, and its bytes are
+``tunnel/wire.py``'s. It keeps what the tunnel needs from HTTP/2 (``docs/tunnel.md`` §2):
+streams opened by HEADERS, half-closed by END_STREAM and cancelled by RESET; DATA
+flow-controlled per stream and per connection from fixed windows, with WINDOW credit sent only
+as the reader consumes, a quarter of a window at a time; a PING heartbeat; GOAWAY with a
+reason. Without HPACK, header validation, SETTINGS and priorities it is several times cheaper
+per request than HTTP/2 by ``h2`` (the ADR has the measurements).
 """
 
 from __future__ import annotations
 
-import struct
-
 from kubegate.errors import TunnelProtocolError
-from kubegate.tunnel.session import (
-    CONNECTION_WINDOW,
-    MAX_FRAME,
-    MAX_HEADER_LIST,
-    PING_INTERVAL,
-    PING_TIMEOUT,
-    STREAM_WINDOW,
+from kubegate.tunnel.events import (
+    CANCEL,
+    NO_ERROR,
+    PROTOCOL_ERROR,
     ConnectionClosed,
     DataReceived,
     Event,
     Headers,
+    Heartbeat,
     RequestReceived,
     ResponseReceived,
     StreamEnded,
     StreamReset,
     WindowOpened,
 )
-
-HEAD = struct.Struct("!BBII")
-"""type, flags, stream id, payload length."""
-U32 = struct.Struct("!I")
-
-DATA = 0
-HEADERS = 1
-RESET = 3
-PING = 6
-GOAWAY = 7
-WINDOW = 8
-END_STREAM = 0x1
-ACK = 0x1
-
-NO_ERROR = 0
-PROTOCOL_ERROR = 1
-FLOW_CONTROL_ERROR = 3
-CANCEL = 8
-
-MAX_PAYLOAD = max(MAX_FRAME, MAX_HEADER_LIST)
-MAX_WINDOW = 2**31 - 1
-MAX_STREAM_ID = 2**32 - 1
-MAX_REASON = 512
+from kubegate.tunnel.wire import (
+    ACK,
+    CONNECTION_WINDOW,
+    DATA,
+    END_STREAM,
+    GOAWAY,
+    HEAD,
+    HEADERS,
+    MAX_FRAME,
+    MAX_PAYLOAD,
+    MAX_STREAM_ID,
+    MAX_WINDOW,
+    PING,
+    RESET,
+    STREAM_WINDOW,
+    U32,
+    WINDOW,
+    decode_goaway,
+    decode_request,
+    decode_response,
+    decode_u32,
+    encode_block,
+    encode_goaway,
+)
 
 
 class _Stream:
@@ -88,36 +76,21 @@ class _Stream:
         self.answered = False
 
 
-def _encode_block(first: str, headers: Headers) -> bytes:
-    text = "\n".join([first, *[f"{name.lower()}\0{value}" for name, value in headers]])
-    try:
-        block = text.encode("latin-1")
-    except UnicodeEncodeError as exc:
-        raise TunnelProtocolError(f"a header is not latin-1: {exc}") from exc
-    count = len(headers)
-    if block.count(b"\n") != count or block.count(b"\0") != count:
-        raise TunnelProtocolError("a header name or value contains a line feed or NUL")
-    if len(block) > MAX_HEADER_LIST:
-        raise TunnelProtocolError(f"the headers exceed {MAX_HEADER_LIST // 1024} KiB")
-    return block
-
-
-def _decode_block(payload: bytes) -> tuple[str, Headers]:
-    lines = payload.decode("latin-1").split("\n")
-    if payload.count(b"\0") != len(lines) - 1:
-        raise TunnelProtocolError("a HEADERS frame has a line that is not 'name NUL value'")
-    headers = tuple(
-        (name, value) for name, _, value in (line.partition("\0") for line in lines[1:])
-    )
-    return lines[0], headers
-
-
 class FrameSession:
     """Protocol 2's state of one tunnel connection, as gateway (client) or agent (server)."""
 
-    def __init__(self, *, client: bool, now: float = 0.0, authority: str = "agent") -> None:
+    @classmethod
+    def gateway(cls, now: float = 0.0) -> FrameSession:
+        """The gateway's side, which opens the streams (a ``SessionFactory``)."""
+        return cls(client=True, now=now)
+
+    @classmethod
+    def agent(cls, now: float = 0.0) -> FrameSession:
+        """The agent's side, which answers them (a ``SessionFactory``)."""
+        return cls(client=False, now=now)
+
+    def __init__(self, *, client: bool, now: float = 0.0) -> None:
         self.client = client
-        self.authority = authority  # protocol 1 sends it; protocol 2 has no use for it
         self._streams: dict[int, _Stream] = {}
         self._out: list[bytes] = []
         self._buffer = b""
@@ -126,9 +99,7 @@ class FrameSession:
         self._send_window = CONNECTION_WINDOW
         self._recv_window = CONNECTION_WINDOW
         self._unacked = 0
-        self._last_ping_sent = now
-        self._ping_outstanding: tuple[bytes, float] | None = None
-        self._ping_count = 0
+        self._heartbeat = Heartbeat(now)
         self._closed = False
 
     # -- receiving ------------------------------------------------------------------
@@ -174,7 +145,7 @@ class FrameSession:
     def _fail(self) -> None:
         if not self._closed:
             self._closed = True
-            self._queue(GOAWAY, 0, 0, U32.pack(PROTOCOL_ERROR) + b"protocol error")
+            self._queue(GOAWAY, 0, 0, encode_goaway(PROTOCOL_ERROR, "protocol error"))
 
     def _on_data(self, stream_id: int, flags: int, payload: bytes, events: list[Event]) -> None:
         if stream_id == 0:
@@ -213,11 +184,7 @@ class FrameSession:
         if self.client:
             if stream is None:
                 return  # the answer to a stream we reset
-            first, headers = _decode_block(payload)
-            try:
-                status = int(first)
-            except ValueError:
-                status = 0
+            status, headers = decode_response(payload)
             stream.answered = True
             events.append(ResponseReceived(stream_id, status, headers, end_stream))
         else:
@@ -226,8 +193,7 @@ class FrameSession:
             if stream_id <= self._last_peer_id:
                 return  # a stream already closed
             self._last_peer_id = stream_id
-            first, headers = _decode_block(payload)
-            method, _, path = first.partition(" ")
+            method, path, headers = decode_request(payload)
             stream = self._streams[stream_id] = _Stream()
             events.append(RequestReceived(stream_id, method, path, headers, end_stream))
         if end_stream:
@@ -240,9 +206,7 @@ class FrameSession:
             del self._streams[stream_id]
 
     def _on_window(self, stream_id: int, payload: bytes, events: list[Event]) -> None:
-        if len(payload) != 4:
-            raise TunnelProtocolError("a WINDOW frame's payload is not 4 bytes")
-        (increment,) = U32.unpack(payload)
+        increment = decode_u32(payload, "WINDOW")
         if increment == 0:
             return
         if stream_id == 0:
@@ -260,26 +224,22 @@ class FrameSession:
         events.append(WindowOpened(stream_id))
 
     def _on_reset(self, stream_id: int, payload: bytes, events: list[Event]) -> None:
-        if len(payload) != 4:
-            raise TunnelProtocolError("a RESET frame's payload is not 4 bytes")
+        error_code = decode_u32(payload, "RESET")
         if self._streams.pop(stream_id, None) is not None:
-            events.append(StreamReset(stream_id, U32.unpack(payload)[0]))
+            events.append(StreamReset(stream_id, error_code))
 
     def _on_ping(self, flags: int, payload: bytes) -> None:
         if len(payload) != 8:
             raise TunnelProtocolError("a PING frame's payload is not 8 bytes")
         if flags & ACK:
-            if self._ping_outstanding and payload == self._ping_outstanding[0]:
-                self._ping_outstanding = None
+            self._heartbeat.answered(payload)
         elif not self._closed:
             self._queue(PING, ACK, 0, payload)
 
     def _on_goaway(self, payload: bytes, events: list[Event]) -> None:
-        if len(payload) < 4:
-            raise TunnelProtocolError("a GOAWAY frame's payload is shorter than 4 bytes")
+        error_code, reason = decode_goaway(payload)
         self._closed = True
-        reason = payload[4 : 4 + MAX_REASON].decode("utf-8", "replace")
-        events.append(ConnectionClosed(U32.unpack_from(payload)[0], reason))
+        events.append(ConnectionClosed(error_code, reason))
 
     # -- sending --------------------------------------------------------------------
 
@@ -314,7 +274,7 @@ class FrameSession:
         if stream_id > MAX_STREAM_ID:
             self.close("stream ids are used up")
             raise TunnelProtocolError("stream ids are used up: the tunnel reconnects")
-        block = _encode_block(f"{method} {path}", headers)
+        block = encode_block(f"{method} {path}", headers)
         self._next_id += 2
         stream = self._streams[stream_id] = _Stream()
         stream.local_closed = end_stream
@@ -328,7 +288,7 @@ class FrameSession:
         stream = self._open(stream_id)
         if self.client or stream.answered:
             raise TunnelProtocolError(f"cannot send headers on stream {stream_id} twice")
-        block = _encode_block(str(status), headers)
+        block = encode_block(str(status), headers)
         stream.answered = True
         self._queue(HEADERS, END_STREAM if end_stream else 0, stream_id, block)
         if end_stream:
@@ -349,10 +309,8 @@ class FrameSession:
     def send_data(
         self, stream_id: int, data: bytes | memoryview, *, end_stream: bool = False
     ) -> int:
-        """Send as much of ``data`` as the windows allow; answers how many bytes went.
-
-        ``end_stream`` is honoured only when everything was sent.
-        """
+        """Send as much of ``data`` as the windows allow; answers how many bytes went
+        (``end_stream`` is honoured only when everything was sent)."""
         stream = self._open(stream_id)
         total = len(data)
         if total == 0:
@@ -418,10 +376,11 @@ class FrameSession:
         if self._closed:
             return
         self._closed = True
-        self._queue(GOAWAY, 0, 0, U32.pack(error_code) + reason.encode("utf-8")[:MAX_REASON])
+        self._queue(GOAWAY, 0, 0, encode_goaway(error_code, reason))
 
     @property
     def closed(self) -> bool:
+        """GOAWAY was sent or received, or the peer broke the protocol."""
         return self._closed
 
     @property
@@ -429,19 +388,12 @@ class FrameSession:
         """Streams not yet closed both ways (for tests and diagnostics)."""
         return len(self._streams)
 
-    # -- heartbeat ------------------------------------------------------------------
-
     def heartbeat(self, now: float) -> bool:
         """Call about every half second: sends the next PING when due, and answers False
-        once the peer has left a PING unanswered for :data:`PING_TIMEOUT` seconds."""
+        once the peer has left a PING unanswered for
+        :data:`~kubegate.tunnel.events.PING_TIMEOUT` seconds."""
         if self._closed:
             return True
-        if self._ping_outstanding is not None:
-            return now - self._ping_outstanding[1] < PING_TIMEOUT
-        if now - self._last_ping_sent >= PING_INTERVAL:
-            self._ping_count += 1
-            opaque = self._ping_count.to_bytes(8, "big")
+        if (opaque := self._heartbeat.due(now)) is not None:
             self._queue(PING, 0, 0, opaque)
-            self._ping_outstanding = (opaque, now)
-            self._last_ping_sent = now
-        return True
+        return self._heartbeat.alive(now)

@@ -1,13 +1,15 @@
-"""The tunnel's I/O: a :class:`TunnelSession` driven over a WebSocket-like :class:`Channel`.
+"""The tunnel's I/O: a sans-IO :class:`~kubegate.tunnel.events.Session` driven over a
+WebSocket-like :class:`Channel`.
 
-:class:`TunnelConnection` reads the channel, feeds the session, wakes the streams the events
-are for, sends what the session wants sent and keeps the heartbeat. Both ends use it: the
-gateway as HTTP/2 client (``open_stream``), the agent as HTTP/2 server (``handler`` gets each
-stream the gateway opens).
+:class:`TunnelConnection` reads the channel, feeds the session, wakes the streams
+(:class:`~kubegate.tunnel.stream.TunnelStream`) the events are for, sends what the session
+wants sent and keeps the heartbeat. Both ends of the tunnel use it with a
+:class:`~kubegate.tunnel.frames.FrameSession`: the gateway opens streams
+(:meth:`TunnelConnection.open_stream`), the agent answers them (``handler`` gets each stream
+the gateway opens). The agent also drives its HTTP/2 client for kube-apiserver with it
+(``agent/multiplex.py``). Every task this module starts is kept in a set until it finishes.
 
-Backpressure is HTTP/2 flow control: a stream's received bytes are acknowledged only when
-its reader takes them (:meth:`TunnelStream.receive`), and :meth:`TunnelStream.send` waits
-for window. Every task this module starts is kept in a set until it finishes.
+The streams and their errors are re-exported here: this module is the tunnel's I/O API.
 """
 
 from __future__ import annotations
@@ -16,18 +18,43 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from kubegate.errors import KubegateError, TunnelProtocolError
-from kubegate.tunnel import session as h2s
-from kubegate.tunnel.frames import FrameSession
-from kubegate.tunnel.session import Headers, TunnelSession
+from kubegate.errors import TunnelProtocolError
+from kubegate.tunnel.events import (
+    PING_TIMEOUT,
+    REFUSED_STREAM,
+    ConnectionClosed,
+    DataReceived,
+    Event,
+    Headers,
+    RequestReceived,
+    ResponseReceived,
+    Session,
+    SessionFactory,
+    StreamEnded,
+    StreamReset,
+    WindowOpened,
+)
+from kubegate.tunnel.stream import StreamCancelled, TunnelClosed, TunnelStream
+
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "MAX_MESSAGE",
+    "TICK",
+    "Channel",
+    "ChannelClosed",
+    "StreamCancelled",
+    "StreamHandler",
+    "TunnelClosed",
+    "TunnelConnection",
+    "TunnelStream",
+]
 
 log = logging.getLogger(__name__)
 
-# One WebSocket message carries at most this much of the HTTP/2 byte stream.
+# One WebSocket message carries at most this much of the session's byte stream.
 MAX_MESSAGE = 1024 * 1024
 TICK = 0.5
 CLOSE_TIMEOUT = 2.0
@@ -49,208 +76,7 @@ class Channel(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
 
-class TunnelClosed(KubegateError):
-    """The tunnel connection closed while a stream was using it."""
-
-    status = 503
-    code = "tunnel_closed"
-    reason = "ServiceUnavailable"
-
-
-class StreamCancelled(KubegateError):
-    """The peer reset the stream (RST_STREAM)."""
-
-    status = 502
-    code = "stream_reset"
-    reason = "BadGateway"
-
-
-StreamHandler = Callable[["TunnelStream"], Awaitable[None]]
-
-
-class TunnelStream:
-    """One HTTP/2 stream: a request and its response, each a head and a body."""
-
-    def __init__(
-        self,
-        connection: TunnelConnection,
-        stream_id: int,
-        request: h2s.RequestReceived | None = None,
-    ) -> None:
-        self._conn = connection
-        self.stream_id = stream_id
-        self.request = request
-        self._chunks: deque[tuple[bytes, int]] = deque()
-        self._ended = False
-        self._error: KubegateError | None = None
-        self._readable = asyncio.Event()
-        self._dead = asyncio.Event()
-        self._dead_callbacks: list[Callable[[], None]] = []
-        self._response: asyncio.Future[h2s.ResponseReceived] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._local_ended = False
-
-    # -- called by the connection -----------------------------------------------------
-
-    def _on_response(self, event: h2s.ResponseReceived) -> None:
-        if not self._response.done():
-            self._response.set_result(event)
-        if event.end_stream:
-            self._on_end()
-
-    def _on_data(self, event: h2s.DataReceived) -> None:
-        self._chunks.append((event.data, event.flow_length))
-        self._readable.set()
-
-    def _on_end(self) -> None:
-        self._ended = True
-        self._readable.set()
-        self._maybe_finished()
-
-    def _maybe_finished(self) -> None:
-        """Both sides ended: the connection need not route anything to us any more (unread
-        bytes stay here, and are acknowledged when read)."""
-        if self._ended and self._local_ended and (self.request or self._response.done()):
-            self._conn._streams.pop(self.stream_id, None)
-
-    def _release(self) -> None:
-        """Dropped unread: give the bytes' credit back, or the connection window shrinks
-        for good and the whole tunnel stalls once it is gone."""
-        unread = sum(flow for _, flow in self._chunks)
-        self._chunks.clear()
-        if unread and not self._conn.session.closed:
-            self._conn.session.acknowledge(self.stream_id, unread)
-
-    def _on_error(self, error: KubegateError) -> None:
-        if self._error is None:
-            self._error = error
-        if not self._dead.is_set():
-            self._dead.set()
-            callbacks, self._dead_callbacks = self._dead_callbacks, []
-            for callback in callbacks:
-                callback()
-        if not self._response.done():
-            self._response.set_exception(error)
-            self._response.exception()  # retrieved: no "never retrieved" warning
-        self._readable.set()
-
-    # -- used by the application ------------------------------------------------------
-
-    @property
-    def is_dead(self) -> bool:
-        """The stream was reset (by either side) or its tunnel closed."""
-        return self._dead.is_set()
-
-    def on_dead(self, callback: Callable[[], None]) -> None:
-        """Call ``callback()`` once the stream is reset or its tunnel closes (at once if it
-        already is): cheaper than a task in :meth:`wait_dead` for every request."""
-        if self._dead.is_set():
-            callback()
-        else:
-            self._dead_callbacks.append(callback)
-
-    async def wait_dead(self) -> None:
-        """Wait until the stream is reset or its tunnel closes (a relay blocked on the other
-        side uses this to notice that nobody is listening any more)."""
-        await self._dead.wait()
-
-    async def response(self) -> h2s.ResponseReceived:
-        """Gateway: wait for the response head."""
-        return await self._response
-
-    async def respond(
-        self, status: int, headers: Headers = (), *, end_stream: bool = False, body: bytes = b""
-    ) -> None:
-        """Agent: send the response head, and with ``body`` (then ``end_stream`` ends the
-        stream after it) a small whole answer in the same write when the window allows."""
-        if self._error is not None:
-            raise self._error
-        self._conn._check_open()
-        session = self._conn.session
-        if not body:
-            session.respond(self.stream_id, status, headers, end_stream=end_stream)
-            self._local_ended = self._local_ended or end_stream
-            self._maybe_finished()
-            await self._conn._flush()
-            return
-        session.respond(self.stream_id, status, headers)
-        sent = session.send_data(self.stream_id, body, end_stream=end_stream)
-        if sent < len(body):
-            await self._conn._flush()
-            await self.send(body[sent:], end_stream=end_stream)
-            return
-        self._local_ended = self._local_ended or end_stream
-        self._maybe_finished()
-        await self._conn._flush()
-
-    @property
-    def ready(self) -> bool:
-        """:meth:`receive` would answer without waiting (data is buffered, or the stream
-        ended or failed): a relay can gather more before writing."""
-        return bool(self._chunks) or self._ended or self._error is not None
-
-    async def receive(self) -> bytes:
-        """The next chunk of the peer's body; ``b""`` once the peer ended the stream.
-
-        Raises :class:`StreamCancelled` or :class:`TunnelClosed` if the stream died first.
-        """
-        while True:
-            if self._chunks:
-                data, flow = self._chunks.popleft()
-                if not self._chunks and not self._ended:
-                    self._readable.clear()
-                if not self._conn.session.closed:
-                    self._conn.session.acknowledge(self.stream_id, flow)
-                    await self._conn._flush()
-                return data
-            if self._error is not None:
-                raise self._error
-            if self._ended:
-                return b""
-            self._readable.clear()
-            await self._readable.wait()
-
-    async def send(self, data: bytes, *, end_stream: bool = False) -> None:
-        """Send body bytes, waiting for flow-control window as needed."""
-        view = memoryview(data)
-        while True:
-            if self._error is not None:
-                raise self._error
-            self._conn._check_open()
-            # Taken before trying: credit that arrives while we flush still wakes us.
-            window = self._conn._window
-            sent = self._conn.session.send_data(self.stream_id, view, end_stream=end_stream)
-            view = view[sent:]
-            if sent or (end_stream and not view):
-                await self._conn._flush()
-            if not view:
-                self._local_ended = self._local_ended or end_stream
-                self._maybe_finished()
-                return
-            await window.wait()
-
-    async def end(self) -> None:
-        """Half-close: no more data from us."""
-        if self._local_ended:
-            return
-        if self._error is not None:
-            raise self._error
-        self._conn._check_open()
-        self._local_ended = True
-        self._conn.session.end_stream(self.stream_id)
-        self._maybe_finished()
-        await self._conn._flush()
-
-    async def cancel(self) -> None:
-        """Reset the stream (RST_STREAM CANCEL); safe to call more than once."""
-        self._on_error(StreamCancelled(f"stream {self.stream_id} cancelled"))
-        self._release()
-        if not self._conn.session.closed:
-            self._conn.session.reset(self.stream_id)
-            self._conn._forget(self.stream_id)
-            with contextlib.suppress(TunnelClosed):
-                await self._conn._flush()
+StreamHandler = Callable[[TunnelStream], Awaitable[None]]
 
 
 class TunnelConnection:
@@ -259,23 +85,18 @@ class TunnelConnection:
     def __init__(
         self,
         channel: Channel,
+        session: SessionFactory,
         *,
-        client: bool,
         handler: StreamHandler | None = None,
         name: str = "tunnel",
         clock: Callable[[], float] = time.monotonic,
-        authority: str = "agent",
-        protocol: int = 1,
     ) -> None:
+        """``session`` makes the connection's session from the clock's time now, e.g.
+        :meth:`FrameSession.gateway <kubegate.tunnel.frames.FrameSession.gateway>`."""
         self.channel = channel
         self.name = name
         self._clock = clock
-        self.protocol = protocol
-        self.session: TunnelSession | FrameSession = (
-            FrameSession(client=client, now=clock(), authority=authority)
-            if protocol >= 2
-            else TunnelSession(client=client, now=clock(), authority=authority)
-        )
+        self.session: Session = session(clock())
         self._handler = handler
         self._streams: dict[int, TunnelStream] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -375,35 +196,35 @@ class TunnelConnection:
                     await self.channel.close(1000, (self.close_reason or "")[:120])
             await self._finish_streams()
 
-    def _dispatch(self, event: h2s.Event) -> None:
-        if isinstance(event, h2s.RequestReceived):
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, RequestReceived):
             incoming = TunnelStream(self, event.stream_id, event)
             self._streams[event.stream_id] = incoming
             if event.end_stream:
                 incoming._on_end()
             if self._handler is None:
-                self.session.reset(event.stream_id, 7)  # REFUSED_STREAM
+                self.session.reset(event.stream_id, REFUSED_STREAM)
                 return
             self._spawn(self._serve(incoming, self._handler))
-        elif isinstance(event, h2s.ResponseReceived):
+        elif isinstance(event, ResponseReceived):
             if (stream := self._streams.get(event.stream_id)) is not None:
                 stream._on_response(event)
-        elif isinstance(event, h2s.DataReceived):
+        elif isinstance(event, DataReceived):
             if (stream := self._streams.get(event.stream_id)) is None:
                 self.session.acknowledge(event.stream_id, event.flow_length)
             else:
                 stream._on_data(event)
-        elif isinstance(event, h2s.StreamEnded):
+        elif isinstance(event, StreamEnded):
             if (stream := self._streams.get(event.stream_id)) is not None:
                 stream._on_end()
-        elif isinstance(event, h2s.StreamReset):
+        elif isinstance(event, StreamReset):
             if (stream := self._streams.pop(event.stream_id, None)) is not None:
                 stream._on_error(StreamCancelled(f"stream {event.stream_id} reset by the peer"))
                 stream._release()
-        elif isinstance(event, h2s.WindowOpened):
+        elif isinstance(event, WindowOpened):
             self._window_changed()
-        elif isinstance(event, h2s.ConnectionClosed):
-            reason = event.reason or f"HTTP/2 GOAWAY, error code {event.error_code}"
+        elif isinstance(event, ConnectionClosed):
+            reason = event.reason or f"GOAWAY, error code {event.error_code}"
             self._mark_closed(f"the peer closed the tunnel: {reason}")
 
     async def _serve(self, stream: TunnelStream, handler: StreamHandler) -> None:
@@ -428,7 +249,7 @@ class TunnelConnection:
             # The deadline is checked without the write lock: a peer that stopped reading
             # blocks writers, and must still be found dead.
             if not self.session.heartbeat(self._clock()):
-                await self.close(f"the peer did not answer a PING within {h2s.PING_TIMEOUT:g} s")
+                await self.close(f"the peer did not answer a PING within {PING_TIMEOUT:g} s")
                 return
             if not self._write_lock.locked():  # else the writer takes our PING along
                 # In a task of its own: a send that blocks must not stop this loop.

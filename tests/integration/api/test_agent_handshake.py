@@ -1,67 +1,37 @@
 """``GET /api/v1/agent/tunnel``: who may open a tunnel, and the first control conversation.
 
-A real uvicorn serves the app (the ``api`` fixture); the agent side is a real ``websockets``
-client carrying a :class:`TunnelConnection` whose handler answers the control stream the
-way ``kubegate.agent.client.AgentTunnel`` does.
+A real uvicorn serves the app (the ``api`` fixture); the agent side is the minimal agent of
+``tests/fixtures/tunnel_agent.py``: a real ``websockets`` client carrying a
+:class:`TunnelConnection` whose handler answers the control stream the way
+``kubegate.agent.client.AgentTunnel`` does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from kubegate import __version__
-from kubegate.agent.client import WebsocketsChannel
-from kubegate.server.app import create_app
-from kubegate.tunnel.control import SCHEMA_VERSIONS, Desired, Hello
-from kubegate.tunnel.control_stream import CONTROL_PATH, ControlStream
-from kubegate.tunnel.handshake import (
-    PROTOCOL_HEADER,
-    PROTOCOLS,
-    TUNNEL_PATH,
-    VERSION_HEADER,
-    accepted_protocol,
+from kubegate.tunnel.handshake import PROTOCOL_HEADER, PROTOCOLS, VERSION_HEADER
+from tests.fixtures.api import ADMIN_EMAIL, Api
+from tests.fixtures.tunnel_agent import (
+    GUARD,
+    agent_connected,
+    agent_headers,
+    is_online,
+    register,
+    tunnel_url,
+    wait_online,
 )
-from kubegate.tunnel.transport import MAX_MESSAGE, TunnelConnection, TunnelStream
-from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, ServerThread, make_settings
 
 pytestmark = pytest.mark.anyio
-
-# A guard against hangs, not a speed assertion.
-GUARD = 20.0
-
-
-def tunnel_url(base_url: str) -> str:
-    return base_url.replace("http://", "ws://", 1) + TUNNEL_PATH
-
-
-def register(api: Api, name: str) -> tuple[str, str]:
-    """A new cluster: its id and its agent credential."""
-    created = api.post("/api/v1/clusters", json={"name": name})
-    assert created.status_code == 201, created.text
-    body = created.json()
-    return str(body["cluster"]["id"]), str(body["agent_credential"])
-
-
-def agent_headers(credential: str | None, protocol: str | None = "1") -> dict[str, str]:
-    headers = {VERSION_HEADER: __version__}
-    if credential is not None:
-        headers["Authorization"] = f"Bearer {credential}"
-    if protocol is not None:
-        headers[PROTOCOL_HEADER] = protocol
-    return headers
 
 
 async def refusal(url: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -71,100 +41,6 @@ async def refusal(url: str, headers: dict[str, str]) -> tuple[int, dict[str, Any
             pass
     response = refused.value.response
     return response.status_code, json.loads(response.body or b"{}")
-
-
-async def is_online(api: Api, cluster_id: str) -> bool:
-    response = await asyncio.to_thread(api.get, f"/api/v1/clusters/{cluster_id}")
-    assert response.status_code == 200, response.text
-    online: bool = response.json()["online"]
-    return online
-
-
-async def wait_online(api: Api, cluster_id: str, expected: bool) -> None:
-    deadline = time.monotonic() + GUARD
-    while await is_online(api, cluster_id) is not expected:
-        assert time.monotonic() < deadline, f"online never became {expected}"
-        await asyncio.sleep(0.05)
-
-
-# --- a minimal agent --------------------------------------------------------------------------
-
-
-@dataclass
-class Agent:
-    """The agent's end of one tunnel: control conversation as in ``AgentTunnel``."""
-
-    websocket: ClientConnection
-    connection: TunnelConnection | None = None
-    server_hello: Hello | None = None
-    desired: asyncio.Queue[Desired] = field(default_factory=asyncio.Queue)
-    runner: asyncio.Task[None] | None = None
-    # Serves every other stream (the proxied requests) when set; 404 otherwise.
-    proxied: Callable[[TunnelStream], Awaitable[None]] | None = None
-
-    async def serve(self, stream: TunnelStream) -> None:
-        request = stream.request
-        assert request is not None
-        if (request.method, request.path) != ("POST", CONTROL_PATH):
-            if self.proxied is not None:
-                await self.proxied(stream)
-                return
-            await stream.respond(404, end_stream=True)
-            return
-        control = ControlStream(stream)
-        hello = await control.receive()
-        assert isinstance(hello, Hello) and hello.role == "server"
-        self.server_hello = hello
-        await stream.respond(200)
-        await control.send(
-            Hello(
-                role="agent",
-                kubegate_version=__version__,
-                schema_versions=SCHEMA_VERSIONS,
-                info={"cluster_name": "test"},
-            )
-        )
-        while (message := await control.receive()) is not None:
-            if isinstance(message, Desired):
-                await self.desired.put(message)
-
-    async def next_desired(self) -> Desired:
-        async with asyncio.timeout(GUARD):
-            return await self.desired.get()
-
-
-@contextlib.asynccontextmanager
-async def agent_connected(
-    base_url: str,
-    credential: str,
-    proxied: Callable[[TunnelStream], Awaitable[None]] | None = None,
-    protocols: str = "1",
-) -> AsyncIterator[Agent]:
-    """A connected agent serving its tunnel, offering ``protocols`` and speaking the one the
-    server names in its 101; closed (and its run() awaited) on exit."""
-    async with connect(
-        tunnel_url(base_url),
-        additional_headers=agent_headers(credential, protocols),
-        compression=None,
-        max_size=4 * MAX_MESSAGE,
-        ping_interval=None,
-    ) as websocket:
-        agent = Agent(websocket, proxied=proxied)
-        assert websocket.response is not None
-        agent.connection = TunnelConnection(
-            WebsocketsChannel(websocket),
-            client=False,
-            handler=agent.serve,
-            name="test agent",
-            protocol=accepted_protocol(websocket.response.headers.get(PROTOCOL_HEADER)),
-        )
-        agent.runner = asyncio.create_task(agent.connection.run())
-        try:
-            yield agent
-        finally:
-            async with asyncio.timeout(GUARD):
-                await agent.connection.close("the test agent is done")
-                await asyncio.wait([agent.runner])
 
 
 # --- refusals ---------------------------------------------------------------------------------
@@ -209,6 +85,23 @@ async def test_tunnel_without_a_common_protocol_is_refused_with_426_naming_the_s
     assert __version__ in body["error"]["message"]
 
 
+async def test_protocol_1_agent_is_refused_with_426_naming_both_sides_versions(
+    api: Api,
+) -> None:
+    """Tunnel protocol 1 (HTTP/2 framing) is gone (ADR 0004): an agent that offers only it is
+    told what this server speaks and what it offered, before any tunnel is opened."""
+    cluster_id, credential = register(api, "prod")
+    headers = agent_headers(credential, "1") | {VERSION_HEADER: "0.1.0-old"}
+    status, body = await refusal(tunnel_url(api.url), headers)
+    assert status == 426
+    assert body["error"]["code"] == "incompatible_agent"
+    assert body["error"]["details"] == {"server_version": __version__, "server_protocols": [2]}
+    message = body["error"]["message"]
+    assert f"kubegate {__version__}) speaks tunnel protocol 2;" in message
+    assert "(kubegate 0.1.0-old) offered 1" in message
+    assert not await is_online(api, cluster_id)
+
+
 async def test_426_error_code_is_the_documented_incompatible_agent(api: Api) -> None:
     _, credential = register(api, "prod")
     _, body = await refusal(tunnel_url(api.url), agent_headers(credential, "99"))
@@ -218,15 +111,11 @@ async def test_426_error_code_is_the_documented_incompatible_agent(api: Api) -> 
 # --- a connected agent ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("offered", "spoken"),
-    [("1", 1), ("2", 2), ("1, 2", 2), ("2, 1, 99", 2)],
-)
+@pytest.mark.parametrize("offered", ["2", "1, 2", "2, 1, 99"])
 async def test_agent_with_the_right_credential_gets_the_desired_grants(
-    api: Api, offered: str, spoken: int
+    api: Api, offered: str
 ) -> None:
-    """On the highest tunnel protocol both speak, named in the server's 101: an agent that
-    knows only protocol 1 (HTTP/2) still works."""
+    """On tunnel protocol 2, named in the server's 101, whatever else the agent offers."""
     cluster_id, credential = register(api, "prod")
     grant = api.post(
         f"/api/v1/clusters/{cluster_id}/access/grants", json={"email": ADMIN_EMAIL, "role": "view"}
@@ -234,9 +123,8 @@ async def test_agent_with_the_right_credential_gets_the_desired_grants(
     assert grant.status_code == 201, grant.text
     async with agent_connected(api.url, credential, protocols=offered) as agent:
         desired = await agent.next_desired()
-        assert agent.connection is not None and agent.connection.protocol == spoken
         assert agent.websocket.response is not None
-        assert agent.websocket.response.headers[PROTOCOL_HEADER] == str(spoken)
+        assert agent.websocket.response.headers[PROTOCOL_HEADER] == "2"
     assert agent.server_hello is not None
     assert agent.server_hello.info["cluster_id"] == cluster_id
     assert desired.revision >= 1
@@ -301,29 +189,29 @@ async def test_server_keeps_serving_after_an_agent_sent_a_text_frame(api: Api) -
 async def test_agent_disconnect_logs_no_server_error(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="kubegate")
     cluster_id, credential = register(api, "prod")
     async with agent_connected(api.url, credential) as agent:
         await agent.next_desired()
     await wait_online(api, cluster_id, False)
-    await asyncio.sleep(0.2)  # the server's handler finishes after it marked the cluster offline
+
+    def handler_finished() -> bool:
+        """The server's tunnel handler logs "agent disconnected" as its last step, after it
+        marked the cluster offline."""
+        return any(
+            r.getMessage() == "agent disconnected" and getattr(r, "cluster_id", None) == cluster_id
+            for r in caplog.records
+        )
+
+    deadline = time.monotonic() + GUARD
+    while not handler_finished():
+        assert time.monotonic() < deadline, "the server's tunnel handler never finished"
+        await asyncio.sleep(0.01)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
 
 
 # --- the gateway switch -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def gateway_off(database_url: str, tmp_path: Path) -> Iterator[Api]:
-    """The app with ``gateway_enabled=False``."""
-    settings = make_settings(database_url, tmp_path / "data", gateway_enabled=False)
-    with (
-        ServerThread(create_app(settings)) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
-    ):
-        api = Api(client, settings, "", server.url)
-        api.admin_token = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
-        yield api
 
 
 async def test_tunnel_is_404_when_the_gateway_is_disabled(gateway_off: Api) -> None:

@@ -6,141 +6,25 @@ engine (the users API arrives separately); everything else goes through HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
-from kubegate.auth.hashing import hash_password
-from kubegate.server.app import create_app
-from kubegate.storage.models import (
-    AuditEvent,
-    Cluster,
-    Grant,
-    Membership,
-    Organization,
-    User,
-    new_id,
+from kubegate.storage.models import new_id
+from tests.fixtures.access import (
+    MEMBER_EMAIL,
+    add_cluster,
+    add_other_org,
+    add_user,
+    audit_events,
+    grant_rows,
+    grants_path,
+    org_id_of,
+    token_epoch,
 )
-from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, ServerThread, make_settings
-
-MEMBER_EMAIL = "member@example.com"
-MEMBER_PASSWORD = "member password, long enough"
-
-
-# --- setup helpers -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def db(api: Api, database_url: str) -> Iterator[Engine]:
-    """A sync engine on the app's database (already migrated by the app) for setup and checks."""
-    engine = create_engine(database_url.replace("+aiosqlite", ""))
-    yield engine
-    engine.dispose()
-
-
-def org_id_of(api: Api, token: str | None = None) -> str:
-    """The organisation of the caller (the bootstrap admin by default)."""
-    org_id: str = api.get("/api/v1/me", token).json()["org_id"]
-    return org_id
-
-
-def add_user(
-    db: Engine,
-    org_id: str,
-    email: str,
-    *,
-    role: str = "member",
-    active: bool = True,
-    password: str = MEMBER_PASSWORD,
-) -> str:
-    """Insert a user with a password and a membership of ``org_id``; answers the user id."""
-    user_id = new_id()
-    with Session(db) as session, session.begin():
-        session.add(
-            User(
-                id=user_id,
-                email=email,
-                display_name=email.split("@")[0].title(),
-                password_hash=hash_password(password),
-            )
-        )
-        session.flush()
-        session.add(Membership(org_id=org_id, user_id=user_id, role=role, is_active=active))
-    return user_id
-
-
-def add_other_org(db: Engine) -> tuple[str, str, str]:
-    """Organisation B with its own admin, cluster and one grant: (org, cluster, grant) ids."""
-    org_id, cluster_id, grant_id = new_id(), new_id(), new_id()
-    with Session(db) as session, session.begin():
-        session.add(Organization(id=org_id, name="org-b"))
-        session.flush()
-        session.add(
-            Cluster(id=cluster_id, org_id=org_id, name="b-prod", agent_credential_hash=new_id())
-        )
-    user_id = add_user(db, org_id, "admin@org-b.example", role="admin")
-    with Session(db) as session, session.begin():
-        session.add(
-            Grant(
-                id=grant_id,
-                cluster_id=cluster_id,
-                user_id=user_id,
-                role="view",
-                scope="cluster",
-                scope_key="cluster",
-            )
-        )
-    return org_id, cluster_id, grant_id
-
-
-def add_cluster(api: Api, name: str = "prod", kind: str = "standard") -> str:
-    """Register a cluster through the API as the admin; answers its id."""
-    response = api.post("/api/v1/clusters", json={"name": name, "kind": kind})
-    assert response.status_code == 201, response.text
-    cluster_id: str = response.json()["cluster"]["id"]
-    return cluster_id
-
-
-def grants_path(cluster_id: str) -> str:
-    return f"/api/v1/clusters/{cluster_id}/access/grants"
-
-
-def grant_rows(db: Engine, cluster_id: str) -> int:
-    """How many grants the database holds for the cluster (to prove nothing was written)."""
-    with Session(db) as session:
-        count = session.scalar(
-            select(func.count()).select_from(Grant).where(Grant.cluster_id == cluster_id)
-        )
-    return count or 0
-
-
-def audit_events(db: Engine, action: str) -> list[AuditEvent]:
-    with Session(db) as session:
-        return list(
-            session.scalars(
-                select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)
-            )
-        )
-
-
-def token_epoch(db: Engine, cluster_id: str) -> int:
-    with Session(db) as session:
-        cluster = session.get(Cluster, cluster_id)
-        assert cluster is not None
-        return cluster.token_epoch
-
-
-@pytest.fixture
-def member(api: Api, db: Engine) -> tuple[str, str]:
-    """A member of the admin's organisation: (user id, API token)."""
-    user_id = add_user(db, org_id_of(api), MEMBER_EMAIL)
-    return user_id, api.login(MEMBER_EMAIL, MEMBER_PASSWORD)
-
+from tests.fixtures.api import ADMIN_EMAIL, Api
 
 # --- creating ----------------------------------------------------------------------------
 
@@ -462,19 +346,6 @@ def test_another_organisations_cluster_is_not_found(api: Api, db: Engine) -> Non
         assert response.status_code == 404, response.text
         assert response.json()["error"]["message"] == f"cluster {cluster_id} not found"
     assert grant_rows(db, cluster_id) == 1 and token_epoch(db, cluster_id) == 0
-
-
-@pytest.fixture
-def gateway_off(database_url: str, tmp_path: Path) -> Iterator[Api]:
-    """The app with ``gateway_enabled=False``, on the same two databases."""
-    settings = make_settings(database_url, tmp_path / "data", gateway_enabled=False)
-    with (
-        ServerThread(create_app(settings)) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
-    ):
-        api = Api(client, settings, "", server.url)
-        api.admin_token = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
-        yield api
 
 
 def test_disabled_gateway_answers_404_on_every_access_endpoint(gateway_off: Api) -> None:

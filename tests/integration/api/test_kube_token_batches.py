@@ -6,7 +6,6 @@ its own mint and no other.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -22,22 +21,17 @@ from kubegate.server.minter import MintedToken, Minter, MintLimiter, MintRequest
 from kubegate.server.principal import Principal
 from kubegate.storage.engine import RoundTrips, create_engine
 from kubegate.storage.models import AuditEvent, KubeToken
-from tests.fixtures.api import Api
-from tests.integration.api.test_grants import (
+from tests.fixtures.access import (
     MEMBER_EMAIL,
     MEMBER_PASSWORD,
     add_cluster,
     add_user,
-    db,
+    grant,
     org_id_of,
+    sha256,
+    token_path,
 )
-from tests.integration.api.test_kube_tokens import grant, token_path
-
-__all__ = ["db"]  # the fixture, shared with the grant tests
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+from tests.fixtures.api import Api
 
 
 def stored_token_hashes(db: Engine, cluster_id: str) -> set[str]:

@@ -8,75 +8,38 @@ Kubernetes until the grant is applied; that is the proxy's tests' business).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from kubegate.server.app import create_app
 from kubegate.storage.models import AuditEvent, KubeToken, new_id
-from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, ServerThread, make_settings
-from tests.integration.api.test_grants import (
+from tests.fixtures.access import (
     MEMBER_EMAIL,
     MEMBER_PASSWORD,
+    NO_ACCESS,
     add_cluster,
     add_other_org,
     add_user,
     audit_events,
-    db,
-    grants_path,
-    member,
+    grant,
+    granted_member,
+    kube_token_rows,
+    me,
     org_id_of,
+    sha256,
+    token_path,
 )
-
-__all__ = ["db", "member"]  # the fixtures, shared with the grant tests
-
-NO_ACCESS = "You do not have access to this cluster"
-
-
-def token_path(cluster_id: str) -> str:
-    return f"/api/v1/clusters/{cluster_id}/k8s-token"
-
-
-def grant(api: Api, cluster_id: str, user_id: str, role: str = "view") -> None:
-    """Grant ``user_id`` a role on the cluster, as the admin."""
-    response = api.post(grants_path(cluster_id), json={"user_id": user_id, "role": role})
-    assert response.status_code in (200, 201), response.text
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def kube_token_rows(db: Engine, **where: Any) -> list[KubeToken]:
-    with Session(db) as session:
-        query = select(KubeToken).filter_by(**where).order_by(KubeToken.created_at)
-        return list(session.scalars(query))
+from tests.fixtures.api import Api
 
 
 def parse_time(text: str) -> dt.datetime:
     """An RFC 3339 UTC time as the API writes it (``…Z``)."""
     assert text.endswith("Z"), text
     return dt.datetime.fromisoformat(text.removesuffix("Z") + "+00:00")
-
-
-def me(api: Api, token: str | None = None) -> str:
-    user_id: str = api.get("/api/v1/me", token).json()["user"]["id"]
-    return user_id
-
-
-def granted_member(api: Api, member: tuple[str, str], role: str = "view") -> str:
-    """A cluster on which the member holds a grant; answers its id."""
-    cluster_id = add_cluster(api)
-    grant(api, cluster_id, member[0], role)
-    return cluster_id
 
 
 # --- minting -----------------------------------------------------------------------------
@@ -313,23 +276,10 @@ def test_a_kube_token_is_not_an_api_token(api: Api, member: tuple[str, str]) -> 
 # --- the rate limit ----------------------------------------------------------------------
 
 
-@pytest.fixture
-def limited(database_url: str, tmp_path: Path) -> Iterator[Api]:
-    """The app allowing three kube tokens per user and minute."""
-    settings = make_settings(database_url, tmp_path / "data", kube_token_mints_per_minute=3)
-    with (
-        ServerThread(create_app(settings)) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
-    ):
-        api = Api(client, settings, "", server.url)
-        api.admin_token = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
-        yield api
-
-
 def test_the_fourth_mint_in_a_minute_is_rate_limited_with_retry_after(
-    limited: Api, db: Engine
+    mint_limited: Api, db: Engine
 ) -> None:
-    api = limited
+    api = mint_limited
     cluster_id = add_cluster(api)
     user_id = add_user(db, org_id_of(api), MEMBER_EMAIL)
     token = api.login(MEMBER_EMAIL, MEMBER_PASSWORD)
@@ -347,8 +297,8 @@ def test_the_fourth_mint_in_a_minute_is_rate_limited_with_retry_after(
     assert len(kube_token_rows(db, cluster_id=cluster_id)) == 3
 
 
-def test_the_rate_limit_is_per_user(limited: Api, db: Engine) -> None:
-    api = limited
+def test_the_rate_limit_is_per_user(mint_limited: Api, db: Engine) -> None:
+    api = mint_limited
     cluster_id = add_cluster(api)
     org_id = org_id_of(api)
     tokens = []
@@ -361,8 +311,8 @@ def test_the_rate_limit_is_per_user(limited: Api, db: Engine) -> None:
     assert api.post(token_path(cluster_id), tokens[1]).status_code == 200
 
 
-def test_refused_mints_do_not_use_up_the_rate(limited: Api, db: Engine) -> None:
-    api = limited
+def test_refused_mints_do_not_use_up_the_rate(mint_limited: Api, db: Engine) -> None:
+    api = mint_limited
     cluster_id = add_cluster(api)
     user_id = add_user(db, org_id_of(api), MEMBER_EMAIL)
     token = api.login(MEMBER_EMAIL, MEMBER_PASSWORD)
@@ -373,19 +323,6 @@ def test_refused_mints_do_not_use_up_the_rate(limited: Api, db: Engine) -> None:
 
 
 # --- the gateway switch and the contract -------------------------------------------------
-
-
-@pytest.fixture
-def gateway_off(database_url: str, tmp_path: Path) -> Iterator[Api]:
-    """The app with ``gateway_enabled=False``."""
-    settings = make_settings(database_url, tmp_path / "data", gateway_enabled=False)
-    with (
-        ServerThread(create_app(settings)) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
-    ):
-        api = Api(client, settings, "", server.url)
-        api.admin_token = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
-        yield api
 
 
 def test_disabled_gateway_answers_404_for_tokens_and_kubeconfigs(gateway_off: Api) -> None:

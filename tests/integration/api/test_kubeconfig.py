@@ -20,34 +20,25 @@ import yaml
 from sqlalchemy import Engine
 
 from kubegate.pki import CertificateAuthority
-from kubegate.server.app import create_app
-from kubegate.settings import Settings
-from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, ServerThread, make_settings
-from tests.fixtures.kube import Kubectl
-from tests.integration.api.test_grants import (
+from tests.fixtures.access import (
     MEMBER_EMAIL,
     MEMBER_PASSWORD,
+    NO_ACCESS,
     add_cluster,
     add_other_org,
     add_user,
     audit_events,
-    db,
-    member,
-    org_id_of,
-)
-from tests.integration.api.test_kube_tokens import (
-    NO_ACCESS,
     grant,
     granted_member,
     kube_token_rows,
-    limited,
     me,
+    org_id_of,
     sha256,
     token_path,
 )
-from tests.integration.api.test_portal import Portal, access_path, sign_in
-
-__all__ = ["db", "limited", "member"]  # the fixtures, shared with the token tests
+from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, make_settings, serving
+from tests.fixtures.kube import Kubectl
+from tests.fixtures.portal import Portal, access_path, sign_in
 
 
 def kubeconfig_path(cluster_id: str) -> str:
@@ -66,17 +57,6 @@ def only(config: dict[str, Any], kind: str) -> dict[str, Any]:
     [entry] = config[kind]
     assert isinstance(entry, dict)
     return entry
-
-
-def serve(settings: Settings) -> Iterator[Api]:
-    """The app with ``settings``, an HTTP client and the admin's API token."""
-    with (
-        ServerThread(create_app(settings)) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
-    ):
-        api = Api(client, settings, "", server.url)
-        api.admin_token = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
-        yield api
 
 
 # --- the document ------------------------------------------------------------------------
@@ -150,7 +130,8 @@ def tls_api(database_url: str, tmp_path: Path) -> Iterator[Api]:
         tls=True,
         proxy_public_url="https://kube.example.com:7443/",
     )
-    yield from serve(settings)
+    with serving(settings) as api:
+        yield api
 
 
 def test_with_tls_the_kubeconfig_trusts_the_gateways_ca(tls_api: Api, db: Engine) -> None:
@@ -179,7 +160,8 @@ def operator_tls_api(database_url: str, tmp_path: Path) -> Iterator[Api]:
         tls_key_file=key_file,
         tls_hosts=["gw.example.com"],
     )
-    yield from serve(settings)
+    with serving(settings) as api:
+        yield api
 
 
 def test_with_an_operator_certificate_the_kubeconfig_carries_that_pem(
@@ -224,8 +206,8 @@ def test_kubeconfig_refuses_like_minting(api: Api, member: tuple[str, str], db: 
     assert kube_token_rows(db) == []
 
 
-def test_kubeconfigs_and_tokens_share_the_mint_rate_limit(limited: Api, db: Engine) -> None:
-    api = limited
+def test_kubeconfigs_and_tokens_share_the_mint_rate_limit(mint_limited: Api, db: Engine) -> None:
+    api = mint_limited
     cluster_id = add_cluster(api)
     user_id = add_user(db, org_id_of(api), MEMBER_EMAIL)
     token = api.login(MEMBER_EMAIL, MEMBER_PASSWORD)

@@ -39,6 +39,7 @@ from kubegate.settings import Settings
 from kubegate.storage.engine import async_url
 from testenv.postgres import PostgresServer
 from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, ServerThread, make_settings
+from tests.fixtures.postgres import POSTGRES
 
 MAX_EXAMPLES = 10
 
@@ -103,7 +104,7 @@ class AdminBearer:
         case.headers["Authorization"] = f"Bearer {data}"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=POSTGRES)])
 def served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Api]:

@@ -6,80 +6,25 @@ test requests; each request sends it explicitly in a ``Cookie`` header instead.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import httpx
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from kubegate.server.app import create_app
 from kubegate.storage.models import ApiToken, new_id
-from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, ServerThread, make_settings
-from tests.integration.api.test_grants import (
+from tests.fixtures.access import (
     MEMBER_EMAIL,
     MEMBER_PASSWORD,
     add_cluster,
     add_other_org,
     add_user,
-    db,
     grant_rows,
     grants_path,
     org_id_of,
+    sha256,
     token_epoch,
 )
-
-__all__ = ["db"]  # the fixture, shared with the REST tests
-
-COOKIE = "kubegate_session"
-
-
-@dataclass
-class Portal:
-    """A signed-in portal session: the cookie value and the CSRF token from sign-in."""
-
-    client: httpx.Client
-    cookie: str
-    csrf: str
-
-    def headers(self, csrf: str | None) -> dict[str, str]:
-        """The session cookie, plus ``X-CSRF-Token: csrf`` unless ``csrf`` is None."""
-        headers = {"Cookie": f"{COOKIE}={self.cookie}"}
-        if csrf is not None:
-            headers["X-CSRF-Token"] = csrf
-        return headers
-
-    def get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.client.get(path, headers=self.headers(None), **kw)
-
-    def write(self, method: str, path: str, *, csrf: str | None, **kw: Any) -> httpx.Response:
-        return self.client.request(method, path, headers=self.headers(csrf), **kw)
-
-    def post(self, path: str, **kw: Any) -> httpx.Response:
-        """A POST with this session's CSRF token, as the portal sends it."""
-        return self.write("POST", path, csrf=self.csrf, **kw)
-
-    def delete(self, path: str) -> httpx.Response:
-        return self.write("DELETE", path, csrf=self.csrf)
-
-
-def sign_in(client: httpx.Client, email: str, password: str) -> tuple[httpx.Response, Portal]:
-    response = client.post("/org/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    cookie = response.headers["set-cookie"].split(";")[0].split("=", 1)[1]
-    return response, Portal(client, cookie, response.json()["csrf_token"])
-
-
-def access_path(cluster_id: str, rest: str) -> str:
-    return f"/org/clusters/{cluster_id}/access/{rest}"
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api
+from tests.fixtures.portal import COOKIE, Portal, access_path, sign_in
 
 
 @pytest.fixture
@@ -281,23 +226,9 @@ def test_another_organisations_cluster_is_not_found_in_the_portal(
 # --- the gateway switch ------------------------------------------------------------------
 
 
-@pytest.fixture
-def gateway_off(database_url: str, tmp_path: Path) -> Iterator[tuple[Api, Portal]]:
-    """The app with ``gateway_enabled=False``: the admin's API client and portal session."""
-    settings = make_settings(database_url, tmp_path / "data", gateway_enabled=False)
-    with (
-        ServerThread(create_app(settings)) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
-    ):
-        api = Api(client, settings, "", server.url)
-        api.admin_token = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
-        yield api, sign_in(client, ADMIN_EMAIL, ADMIN_PASSWORD)[1]
-
-
-def test_disabled_gateway_answers_404_on_every_portal_access_endpoint(
-    gateway_off: tuple[Api, Portal],
-) -> None:
-    api, portal = gateway_off
+def test_disabled_gateway_answers_404_on_every_portal_access_endpoint(gateway_off: Api) -> None:
+    api = gateway_off
+    portal = sign_in(api.client, ADMIN_EMAIL, ADMIN_PASSWORD)[1]
     cluster_id = add_cluster(api)
     calls = [
         ("GET", "capabilities", None),

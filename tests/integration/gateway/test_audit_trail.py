@@ -20,9 +20,6 @@ from kubegate.server.gateway_store import AUDIT_ACTION as ACTION
 from kubegate.server.gateway_store import SqlGatewayStore
 from kubegate.storage.engine import RoundTrips, create_engine, session_factory
 from kubegate.storage.models import AuditEvent
-from tests.integration.api.test_grants import db
-
-__all__ = ["db"]  # the fixture (an engine on the migrated database of the app)
 
 pytestmark = pytest.mark.anyio
 

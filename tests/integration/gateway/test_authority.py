@@ -20,11 +20,8 @@ from kubegate.kube.requestinfo import parse_request_info
 from kubegate.server.gateway_store import SqlGatewayStore
 from kubegate.storage.engine import RoundTrips, create_engine, session_factory
 from kubegate.storage.models import Grant, KubeToken
+from tests.fixtures.access import add_cluster, grant, org_id_of
 from tests.fixtures.api import Api
-from tests.integration.api.test_grants import add_cluster, db, member, org_id_of
-from tests.integration.api.test_kube_tokens import grant
-
-__all__ = ["db", "member"]
 
 pytestmark = pytest.mark.anyio
 

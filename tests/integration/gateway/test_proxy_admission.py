@@ -10,30 +10,30 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, create_engine, update
 from sqlalchemy.orm import Session
 
-from kubegate.server.app import create_app
-from kubegate.settings import Settings
 from kubegate.storage.models import KubeToken
-from tests.fixtures.api import Api, ServerThread, make_settings
-from tests.integration.api.test_grants import (
+from tests.fixtures.access import (
+    MEMBER_EMAIL,
+    MEMBER_PASSWORD,
+    NO_ACCESS,
     add_cluster,
-    db,
+    add_user,
+    audit_events,
+    grant,
     grants_path,
-    member,
+    org_id_of,
+    token_path,
 )
-from tests.integration.api.test_kube_tokens import grant, token_path
+from tests.fixtures.api import Api, make_settings, serving
+from tests.fixtures.gateway import wait_for
 
-__all__ = ["db", "member"]
-
-NO_ACCESS = "You do not have access to this cluster"
 PODS = "/api/v1/namespaces/default/pods"
 
 
@@ -222,9 +222,6 @@ def test_refusals_are_audited_with_who_and_what(
 
 
 def wait_for_audit(api: Api, db: Engine, cluster_id: str) -> list[Any]:
-    from tests.fixtures.gateway import wait_for
-    from tests.integration.api.test_grants import audit_events
-
     def found() -> list[Any]:
         return [e for e in audit_events(db, "kube.request") if e.cluster_id == cluster_id]
 
@@ -246,18 +243,8 @@ def raw_request(api: Api, request_line: str, token: str, extra: str = "") -> byt
     return b"".join(chunks)
 
 
-@pytest.fixture
-def disabled_api(database_url: str, tmp_path: Any) -> Iterator[Api]:
-    settings: Settings = make_settings(database_url, tmp_path / "data", gateway_enabled=False)
-    with (
-        ServerThread(create_app(settings)) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
-    ):
-        yield Api(client, settings, "", server.url, server.proxy_url)
-
-
-def test_every_proxy_path_is_404_when_the_gateway_is_disabled(disabled_api: Api) -> None:
-    response = proxy_get(disabled_api, f"/clusters/{'0' * 32}{PODS}", "kg_kube_anything")
+def test_every_proxy_path_is_404_when_the_gateway_is_disabled(gateway_off: Api) -> None:
+    response = proxy_get(gateway_off, f"/clusters/{'0' * 32}{PODS}", "kg_kube_anything")
     assert response.status_code == 404
     assert status_of(response)["reason"] == "NotFound"
 
@@ -268,22 +255,7 @@ def test_the_rate_limit_answers_429_with_an_integer_retry_after(
     settings = make_settings(
         database_url, tmp_path / "data", proxy_requests_per_second=0.01, proxy_request_burst=2
     )
-    with (
-        ServerThread(create_app(settings)) as server,
-        httpx.Client(base_url=server.url, timeout=30) as client,
-    ):
-        from sqlalchemy import create_engine
-
-        from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD
-        from tests.integration.api.test_grants import (
-            MEMBER_EMAIL,
-            MEMBER_PASSWORD,
-            add_user,
-            org_id_of,
-        )
-
-        api = Api(client, settings, "", server.url, server.proxy_url)
-        api.admin_token = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+    with serving(settings) as api:
         engine = create_engine(database_url.replace("+aiosqlite", ""))
         try:
             user_id = add_user(engine, org_id_of(api), MEMBER_EMAIL)

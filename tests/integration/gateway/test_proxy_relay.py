@@ -16,15 +16,12 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
+from kubegate.tunnel.events import RequestReceived
 from kubegate.tunnel.exchange import LONG_RUNNING_HEADER, UPGRADE_HEADER, USER_HEADER
-from kubegate.tunnel.session import RequestReceived
 from kubegate.tunnel.transport import TunnelStream
+from tests.fixtures.access import MEMBER_EMAIL, grant, token_path
 from tests.fixtures.api import Api
-from tests.integration.api.test_agent_handshake import agent_connected, register, wait_online
-from tests.integration.api.test_grants import MEMBER_EMAIL, db, member
-from tests.integration.api.test_kube_tokens import grant, token_path
-
-__all__ = ["db", "member"]
+from tests.fixtures.tunnel_agent import Agent, agent_connected, register, wait_online
 
 pytestmark = pytest.mark.anyio
 
@@ -287,16 +284,39 @@ async def test_a_paused_reader_holds_the_agent_back_instead_of_filling_memory(
     total = 1 << 30
     chunk = os.urandom(256 * 1024)
     sent = 0
+    streams: list[TunnelStream] = []
 
     async def firehose(stream: TunnelStream) -> None:
         nonlocal sent
+        assert stream.request is not None
+        if "follow=true" not in stream.request.path:
+            await answer_json(stream)  # a round trip through proxy and tunnel, see held_back
+            return
+        streams.append(stream)
         await stream.respond(200, (("content-type", "application/octet-stream"),))
         while sent < total:
             await stream.send(chunk)
             sent += len(chunk)
         await stream.end()
 
-    async with agent_connected(api.url, credential, proxied=firehose):
+    async def held_back(agent: Agent, client: httpx.AsyncClient, auth: dict[str, str]) -> int:
+        """Wait until flow control holds the agent back (kubectl reads nothing meanwhile):
+        its window on the stream is shut, and stays shut over a round trip through the proxy
+        and the tunnel (the gateway sends any credit it owes before that request's head).
+        Answers what the agent had sent by then."""
+        assert agent.connection is not None
+        session = agent.connection.session
+        async with asyncio.timeout(GUARD):
+            while True:
+                before = sent
+                if streams and session.send_window(streams[0].stream_id) == 0:
+                    barrier = await client.get(f"/clusters/{cluster_id}{PODS}", headers=auth)
+                    assert barrier.status_code == 200, barrier.text
+                    if sent == before and session.send_window(streams[0].stream_id) == 0:
+                        return sent
+                await asyncio.sleep(0.01)
+
+    async with agent_connected(api.url, credential, proxied=firehose) as agent:
         await wait_online(api, cluster_id, True)
         async with httpx.AsyncClient(base_url=api.proxy_url, timeout=120) as client:
             auth = {"Authorization": f"Bearer {token}"}
@@ -306,12 +326,11 @@ async def test_a_paused_reader_holds_the_agent_back_instead_of_filling_memory(
                 body = response.aiter_raw()
                 received = len(await anext(body))
                 before = rss_bytes()
-                await asyncio.sleep(2)  # kubectl paused: nothing read
-                sent_while_paused = sent
+                sent_while_paused = await held_back(agent, client, auth)
                 grown = rss_bytes() - before
                 async for data in body:
                     received += len(data)
     assert received == total
-    # Bounded by flow control (1 MiB stream window, socket buffers), not by the 1 GiB offered.
+    # Bounded by flow control (4 MiB stream window, socket buffers), not by the 1 GiB offered.
     assert sent_while_paused < 64 * 1024 * 1024, sent_while_paused
     assert grown < 64 * 1024 * 1024, grown

@@ -5,7 +5,7 @@ tests hold open with events, so nothing depends on timing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -29,6 +29,16 @@ class Recorder:
         self.entered.set()
         await self.release.wait()
         return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
+
+
+async def until(condition: Callable[[], bool], turns: int = 100) -> None:
+    """Let the event loop run until ``condition`` holds (a bounded number of turns, not a
+    time): fail if it never does."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"still false after {turns} turns of the event loop")
 
 
 async def test_items_submitted_together_run_as_one_batch_and_each_gets_its_answer() -> None:
@@ -70,8 +80,7 @@ async def test_items_arriving_while_a_batch_runs_wait_for_the_next_batch() -> No
         # The first batch has begun: these must not join it (they might have to see what it
         # does not), so they make up the next one.
         later = [asyncio.create_task(batcher.submit(i)) for i in (4, 6)]
-        await asyncio.sleep(0)
-        assert batcher.queued == 2
+        await until(lambda: batcher.queued == 2)
         recorder.release.set()
         assert await first == 20
         assert [await task for task in later] == [40, 60]
@@ -118,11 +127,12 @@ async def test_close_finishes_what_is_queued_then_refuses_with_503() -> None:
     running = asyncio.create_task(batcher.submit(2))
     await recorder.entered.wait()
     queued = asyncio.create_task(batcher.submit(4))
-    await asyncio.sleep(0)
-    closing = asyncio.create_task(batcher.close())
-    await asyncio.sleep(0)
-    recorder.release.set()
-    await closing
+    await until(lambda: batcher.queued == 1)
+    # The running batch ends only once close() has begun (a callback runs after close() is
+    # suspended waiting for the task): close must finish both the running and the queued item.
+    asyncio.get_running_loop().call_soon(recorder.release.set)
+    await batcher.close()
+    assert recorder.batches == [[2], [4]]
     assert (await running, await queued) == (20, 40)
     with pytest.raises(Unavailable):
         await batcher.submit(6)

@@ -23,8 +23,9 @@ import atheris  # type: ignore[import-untyped]
 
 with atheris.instrument_imports(include=["kubegate.tunnel", "kubegate.domain"]):
     from kubegate.tunnel.control import decode_message, encode_message
-    from kubegate.tunnel.frames import HEAD, FrameSession
+    from kubegate.tunnel.frames import FrameSession
     from kubegate.tunnel.records import RecordDecoder, encode_record
+    from kubegate.tunnel.wire import HEAD
 
 from kubegate.domain.access import GrantSpec, Role
 from kubegate.errors import TunnelProtocolError

@@ -1,7 +1,8 @@
-"""Tunnel protocol 2 (``tunnel/frames.py``): its wire format, its credit, and what it refuses.
+"""Tunnel protocol 2 (``tunnel/wire.py``, ``tunnel/frames.py``): its wire format, its credit,
+and what it refuses.
 
-The behaviour it shares with protocol 1 (round trips, windows, resets, heartbeat) is tested on
-both in ``test_session.py``; these are the parts that are protocol 2's own.
+The behaviour every session promises (round trips, windows, resets, heartbeat) is in
+``test_session.py``; these are the parts that are protocol 2's own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kubegate.errors import TunnelProtocolError
-from kubegate.tunnel.frames import (
+from kubegate.tunnel.events import (
+    PROTOCOL_ERROR,
+    ConnectionClosed,
+    DataReceived,
+    Event,
+    RequestReceived,
+    ResponseReceived,
+    StreamEnded,
+)
+from kubegate.tunnel.frames import FrameSession
+from kubegate.tunnel.wire import (
+    CONNECTION_WINDOW,
     DATA,
     END_STREAM,
     GOAWAY,
@@ -21,21 +33,10 @@ from kubegate.tunnel.frames import (
     HEADERS,
     MAX_PAYLOAD,
     PING,
-    PROTOCOL_ERROR,
     RESET,
+    STREAM_WINDOW,
     U32,
     WINDOW,
-    FrameSession,
-)
-from kubegate.tunnel.session import (
-    CONNECTION_WINDOW,
-    STREAM_WINDOW,
-    ConnectionClosed,
-    DataReceived,
-    Event,
-    RequestReceived,
-    ResponseReceived,
-    StreamEnded,
 )
 
 

@@ -1,28 +1,22 @@
-"""The tunnel's sessions, sans-IO: two sessions joined by shuttling bytes, no sockets.
+"""The tunnel's session (``FrameSession``, protocol 2), sans-IO: a gateway and an agent
+session joined by shuttling bytes, no sockets.
 
-Every test on a :class:`Pair` runs on both protocols: 1 (HTTP/2, ``TunnelSession``) and 2
-(kubegate's framing, ``FrameSession``), which promise the same behaviour. Tests of raw HTTP/2
-bytes are protocol 1's; protocol 2's own are in ``test_frames.py``.
+These are the behaviours :class:`~kubegate.tunnel.transport.TunnelConnection` relies on
+(``tunnel/events.py``'s ``Session``); the bytes of protocol 2 and what it refuses are in
+``test_frames.py``, and the agent's HTTP/2 client keeps the same promises in
+``tests/unit/agent/test_http2.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import struct
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from kubegate.errors import TunnelProtocolError
-from kubegate.tunnel.frames import FrameSession
-from kubegate.tunnel.session import (
-    CONNECTION_WINDOW,
-    MAX_FRAME,
+from kubegate.tunnel.events import (
+    CANCEL,
     PING_INTERVAL,
     PING_TIMEOUT,
-    STREAM_WINDOW,
     ConnectionClosed,
     DataReceived,
     Event,
@@ -30,42 +24,20 @@ from kubegate.tunnel.session import (
     ResponseReceived,
     StreamEnded,
     StreamReset,
-    TunnelSession,
     WindowOpened,
 )
+from kubegate.tunnel.frames import FrameSession
 from kubegate.tunnel.transport import TICK
-
-Session = TunnelSession | FrameSession
-SESSIONS: dict[str, type[TunnelSession] | type[FrameSession]] = {
-    "h2": TunnelSession,
-    "frames": FrameSession,
-}
-
-CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-CANCEL = 0x8
-DATA, SETTINGS = 0x0, 0x4
-
-
-def frame(
-    kind: int, flags: int, stream_id: int, payload: bytes, length: int | None = None
-) -> bytes:
-    """One raw HTTP/2 frame; ``length`` may lie about the payload."""
-    size = len(payload) if length is None else length
-    return struct.pack(">I", size)[1:] + struct.pack(">BBI", kind, flags, stream_id) + payload
+from kubegate.tunnel.wire import CONNECTION_WINDOW, STREAM_WINDOW
 
 
 @dataclass
 class Pair:
     """A gateway (client) and an agent (server) session wired back to back."""
 
-    gateway: Session = field(default_factory=lambda: TunnelSession(client=True))
-    agent: Session = field(default_factory=lambda: TunnelSession(client=False))
+    gateway: FrameSession = field(default_factory=FrameSession.gateway)
+    agent: FrameSession = field(default_factory=FrameSession.agent)
     now: float = 0.0
-
-    @classmethod
-    def of(cls, kind: str) -> Pair:
-        session = SESSIONS[kind]
-        return cls(session(client=True), session(client=False))
 
     def shuttle(self) -> tuple[list[Event], list[Event]]:
         """Deliver bytes both ways until both are quiet; answers (gateway, agent) events."""
@@ -82,10 +54,10 @@ class Pair:
                 at_gateway += self.gateway.receive_data(to_gateway, self.now)
 
 
-@pytest.fixture(params=sorted(SESSIONS))
-def pair(request: pytest.FixtureRequest) -> Pair:
-    joined = Pair.of(request.param)
-    joined.shuttle()  # prefaces, settings, the connection window's WINDOW_UPDATE
+@pytest.fixture
+def pair() -> Pair:
+    joined = Pair()
+    joined.shuttle()  # nothing to exchange before the first stream: no preface, no SETTINGS
     return joined
 
 
@@ -101,7 +73,7 @@ def body(events: list[Event], stream_id: int) -> bytes:
     )
 
 
-def acknowledge_all(session: Session, events: list[Event]) -> None:
+def acknowledge_all(session: FrameSession, events: list[Event]) -> None:
     for event in events:
         if isinstance(event, DataReceived):
             session.acknowledge(event.stream_id, event.flow_length)
@@ -275,50 +247,6 @@ def test_goaway_reason_reaches_the_peer_as_connection_closed(pair: Pair) -> None
     assert pair.gateway.closed
 
 
-def test_http1_request_instead_of_the_preface_is_a_protocol_error() -> None:
-    agent = TunnelSession(client=False)
-    with pytest.raises(TunnelProtocolError):
-        agent.receive_data(b"GET / HTTP/1.1\r\nHost: agent\r\n\r\n", 0.0)
-    assert agent.closed
-
-
-def test_data_frame_instead_of_the_servers_settings_is_a_protocol_error() -> None:
-    gateway = TunnelSession(client=True)
-    with pytest.raises(TunnelProtocolError):
-        gateway.receive_data(frame(DATA, 0, 0, b"HTTP/1.1 400 Bad Request\r\n\r\n"), 0.0)
-
-
-@pytest.mark.parametrize(
-    "bad_frame",
-    [
-        frame(DATA, 0, 1, bytes(MAX_FRAME + 1)),  # longer than any frame size we allow
-        frame(SETTINGS, 0, 0, b"\x00" * 5),  # settings are 6-byte entries
-        frame(DATA, 0, 0, b"data on stream zero"),
-        frame(SETTINGS, 0, 3, b""),  # SETTINGS belongs to stream 0
-    ],
-    ids=["oversized-length", "settings-bad-length", "data-on-stream-0", "settings-on-a-stream"],
-)
-def test_invalid_frame_after_the_preface_is_a_protocol_error(bad_frame: bytes) -> None:
-    agent = TunnelSession(client=False)
-    agent.receive_data(CLIENT_PREFACE + frame(SETTINGS, 0, 0, b""), 0.0)
-    with pytest.raises(TunnelProtocolError):
-        agent.receive_data(bad_frame, 0.0)
-
-
-def test_protocol_error_queues_a_goaway_for_the_peer() -> None:
-    gateway = TunnelSession(client=True)
-    agent = TunnelSession(client=False)
-    agent.receive_data(gateway.data_to_send(), 0.0)
-    with pytest.raises(TunnelProtocolError):
-        agent.receive_data(frame(DATA, 0, 0, b"x"), 0.0)
-    closed = [
-        e
-        for e in gateway.receive_data(agent.data_to_send(), 0.0)
-        if isinstance(e, ConnectionClosed)
-    ]
-    assert len(closed) == 1 and closed[0].error_code != 0
-
-
 # --- heartbeat --------------------------------------------------------------------------------
 
 
@@ -341,7 +269,7 @@ def test_only_one_ping_is_outstanding_at_a_time(pair: Pair) -> None:
 
 def test_acknowledged_ping_never_times_out(pair: Pair) -> None:
     assert pair.gateway.heartbeat(PING_INTERVAL)
-    pair.shuttle()  # the agent's h2 answers the PING by itself
+    pair.shuttle()  # the agent's session answers the PING by itself
     assert pair.gateway.heartbeat(PING_INTERVAL + PING_TIMEOUT + 60)
 
 
@@ -365,10 +293,9 @@ def test_heartbeat_after_close_sends_nothing_and_does_not_raise(pair: Pair) -> N
     assert pair.gateway.data_to_send() == b""
 
 
-@pytest.mark.parametrize("kind", sorted(SESSIONS))
-def test_dead_peer_is_detected_within_ten_seconds_at_the_transport_tick(kind: str) -> None:
+def test_dead_peer_is_detected_within_ten_seconds_at_the_transport_tick() -> None:
     assert PING_INTERVAL + PING_TIMEOUT + TICK <= 10
-    pair = Pair.of(kind)
+    pair = Pair()
     pair.shuttle()
     # Ticks as the transport makes them; the peer answers until it dies at ``death``.
     death = 31.3
@@ -385,60 +312,3 @@ def test_dead_peer_is_detected_within_ten_seconds_at_the_transport_tick(kind: st
             break
         assert now < death + 10, "the dead peer was never detected"
     assert death < now <= death + PING_INTERVAL + PING_TIMEOUT + TICK
-
-
-# --- fuzzing ----------------------------------------------------------------------------------
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(garbage=st.binary(min_size=1, max_size=512))
-def test_random_bytes_as_the_first_bytes_only_raise_protocol_errors(garbage: bytes) -> None:
-    for client in (True, False):
-        session = TunnelSession(client=client)
-        with contextlib.suppress(TunnelProtocolError):
-            session.receive_data(garbage, 0.0)
-
-
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    chunks=st.lists(
-        st.binary(min_size=1, max_size=256)
-        | st.builds(
-            frame,
-            st.integers(0, 10),
-            st.integers(0, 255),
-            st.integers(0, 9),
-            st.binary(max_size=64),
-        ),
-        min_size=1,
-        max_size=8,
-    ),
-    open_first=st.booleans(),
-)
-def test_random_bytes_after_a_valid_preface_only_raise_protocol_errors(
-    chunks: list[bytes], open_first: bool
-) -> None:
-    pair = Pair()
-    pair.shuttle()
-    if open_first:
-        pair.gateway.open_stream("POST", "/kubegate/control", ())
-        pair.gateway.send_data(1, b"hello")
-        pair.shuttle()
-    for target in (pair.agent, pair.gateway):
-        try:
-            for chunk in chunks:
-                target.receive_data(chunk, 0.0)
-        except TunnelProtocolError:
-            pass
-
-
-def test_a_data_frame_is_described_by_its_length_not_its_bytes() -> None:
-    # h2 builds repr(frame) for every frame it receives; the payload must not be hex-encoded.
-    import hyperframe.frame
-
-    import kubegate.tunnel.session  # noqa: F401  (installs the short description)
-
-    frame = hyperframe.frame.DataFrame(1)
-    frame.data = b"\xab" * 65536
-    assert repr(frame).endswith("<65536 bytes>")
-    assert "ab" not in repr(frame)

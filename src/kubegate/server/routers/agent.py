@@ -118,7 +118,6 @@ async def agent_tunnel(websocket: WebSocket) -> None:
         cluster.id,
         cluster.name,
         websocket.headers.get(VERSION_HEADER, "unknown")[:40],
-        protocol=protocol,
     )
 
 
