@@ -22,11 +22,11 @@ from kubegate.agent.http1 import (
     RemoteProtocolError,
     Response,
     ResponseParser,
-    response_has_body,
 )
 from kubegate.agent.request_head import LAST_CHUNK, encode_chunk
 from kubegate.agent.stream import ByteStream
 from kubegate.errors import BadGateway, KubegateError, Unavailable, map_exceptions
+from kubegate.tunnel.exchange import response_has_body
 
 READ_CHUNK = 64 * 1024
 

@@ -31,14 +31,10 @@ from dataclasses import dataclass
 
 import httptools
 
+from kubegate.tunnel.exchange import response_has_body
+
 MAX_HEAD = 64 * 1024
-NO_BODY_STATUSES = frozenset({204, 304})
 _OWS = b" \t"
-
-
-def response_has_body(method: str, status: int) -> bool:
-    """Whether the answer to a ``method`` request with ``status`` carries a body at all."""
-    return method != "HEAD" and status not in NO_BODY_STATUSES and status >= 200
 
 
 class RemoteProtocolError(Exception):

@@ -20,11 +20,11 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from kubegate.agent.http2 import Http2Session
-from kubegate.tunnel.events import ResponseReceived, Session
+from kubegate.tunnel.events import Headers, ResponseReceived, Session
 from kubegate.tunnel.transport import ChannelClosed, TunnelConnection, TunnelStream
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,6 @@ CLOSE_TIMEOUT = 2.0
 READ_SIZE = 256 * 1024
 # HTTP/2 has no connection-specific headers; Host travels as :authority.
 _H2_DROPS = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "upgrade", "te"})
-
-Headers = Sequence[tuple[str, str]]
 
 
 class TlsChannel:

@@ -26,7 +26,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from kubegate.agent.connection import UpstreamBroken, UpstreamConnection, UpstreamUnavailable
-from kubegate.agent.http1 import response_has_body
 from kubegate.agent.multiplex import CONNECT_TIMEOUT, SharedConnections
 from kubegate.agent.request_head import check_request_head
 from kubegate.agent.upstream import Upstream
@@ -35,6 +34,7 @@ from kubegate.kube.status import status_response
 from kubegate.tunnel.exchange import (
     ProxiedRequest,
     decode_request,
+    response_has_body,
     tunnel_response_head,
     upstream_request_head,
 )

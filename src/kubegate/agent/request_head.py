@@ -8,11 +8,9 @@ is that it can travel as HTTP/1.1 at all: nothing in it may end a line or smuggl
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 from kubegate.errors import InvalidRequest
-
-Headers = Sequence[tuple[str, str]]
+from kubegate.tunnel.events import Headers
 
 LAST_CHUNK = b"0\r\n\r\n"
 

@@ -46,9 +46,10 @@ from kubegate.agent.credentials import (
 )
 from kubegate.agent.multiplex import SharedConnections
 from kubegate.agent.pool import ConnectionPool
-from kubegate.agent.request_head import Headers, encode_request_head
+from kubegate.agent.request_head import encode_request_head
 from kubegate.agent.stream import open_stream
 from kubegate.errors import KubegateError, map_exceptions
+from kubegate.tunnel.events import Headers
 
 CONNECT_TIMEOUT = 10.0
 

@@ -10,23 +10,16 @@ tunnel (HTTP/2) cannot carry. The caller re-adds ``Connection: Upgrade`` / ``Upg
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "proxy-connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
+from kubegate.tunnel.exchange import (
+    FRAMING,
+    HOP_BY_HOP,
+    INTERNAL_PREFIX,
+    connection_tokens,
+    list_items,
 )
-"""Headers that describe one connection, never the message (RFC 9110 §7.6.1)."""
 
 CLIENT_CREDENTIALS = frozenset({"authorization", "cookie", "host"})
 """Request headers a client may not forward: its own credentials, and the proxy's host."""
@@ -35,18 +28,11 @@ CLIENT_ADDRESS_CLAIMS = frozenset({"x-forwarded-for", "forwarded", "x-real-ip"})
 """Where a client would claim another source address; the proxy sets ``X-Forwarded-For``
 from the real peer instead, which the apiserver's audit log records."""
 
-STRIPPED_PREFIXES = ("impersonate-", "x-remote-", "kubegate-")
+STRIPPED_PREFIXES = ("impersonate-", "x-remote-", INTERNAL_PREFIX)
 """Request header prefixes never forwarded: impersonation, front-proxy identity, internal."""
-
-INTERNAL_PREFIX = "kubegate-"
-"""kubegate's own headers; they never leave the proxy in either direction."""
 
 BEARER_SUBPROTOCOL = "base64url.bearer.authorization.k8s.io."
 """The WebSocket subprotocol kube-apiserver reads a bearer token from."""
-
-# Framing headers a Connection token may not remove: dropping one would desynchronise
-# the body from the head on an HTTP/1.1 hop.
-_FRAMING = frozenset({"content-length"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +60,11 @@ def clean_request_headers(headers: Sequence[tuple[bytes, bytes]]) -> CleanReques
     passes in order, repeats included.
     """
     decoded = [(_text(name).lower(), _text(value)) for name, value in headers]
-    tokens = _connection_tokens(decoded)
+    tokens = connection_tokens(decoded)
     names = {name for name, _ in decoded}
     upgrade_values = [v.strip() for n, v in decoded if n == "upgrade" and v.strip()]
     upgrade = ", ".join(upgrade_values) if "upgrade" in tokens and upgrade_values else None
-    nominated = tokens - _FRAMING
+    nominated = tokens - FRAMING
     if "transfer-encoding" in names:
         nominated = nominated | {"content-length"}
 
@@ -92,7 +78,7 @@ def clean_request_headers(headers: Sequence[tuple[bytes, bytes]]) -> CleanReques
         elif name == "sec-websocket-protocol":
             if protocols is None:
                 protocols, protocol_at = [], len(kept)
-            protocols.extend(_list_items([value]))
+            protocols.extend(list_items([value]))
         else:
             kept.append((name, value))
 
@@ -103,24 +89,6 @@ def clean_request_headers(headers: Sequence[tuple[bytes, bytes]]) -> CleanReques
         if allowed:
             kept.insert(protocol_at, ("sec-websocket-protocol", ", ".join(allowed)))
     return CleanRequest(headers=tuple(kept), upgrade=upgrade, stripped=tuple(stripped))
-
-
-def clean_response_headers(
-    headers: Sequence[tuple[bytes, bytes]] | Sequence[tuple[str, str]],
-) -> tuple[tuple[str, str], ...]:
-    """A cluster's response headers, minus hop-by-hop and kubegate-internal ones.
-
-    Names come back lowercase; everything else (``Retry-After``, ``Audit-Id``, ``Warning``,
-    ``X-Kubernetes-PF-*``, ...) passes in order. A 101's ``Connection``/``Upgrade`` are the
-    caller's to write.
-    """
-    decoded = [(_text(name).lower(), _text(value)) for name, value in headers]
-    nominated = _connection_tokens(decoded) - _FRAMING
-    return tuple(
-        (name, value)
-        for name, value in decoded
-        if name not in HOP_BY_HOP and name not in nominated and not name.startswith(INTERNAL_PREFIX)
-    )
 
 
 def bearer_token(headers: Sequence[tuple[bytes, bytes]]) -> str | None:
@@ -147,17 +115,6 @@ def _is_stripped_request_header(name: str) -> bool:
         or name in CLIENT_ADDRESS_CLAIMS
         or name.startswith(STRIPPED_PREFIXES)
     )
-
-
-def _connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
-    """The lowercase tokens of every ``Connection`` header (comma lists, repeats)."""
-    values = [value for name, value in headers if name == "connection"]
-    return frozenset(token.lower() for token in _list_items(values))
-
-
-def _list_items(values: Iterable[str]) -> list[str]:
-    """The non-empty, trimmed items of comma-separated header values."""
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
 def _text(data: bytes | str) -> str:

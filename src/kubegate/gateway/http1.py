@@ -33,8 +33,9 @@ from http import HTTPStatus
 
 import httptools
 
+from kubegate.tunnel.exchange import NO_BODY_STATUSES
+
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
-_NO_BODY_STATUSES = frozenset({204, 304})
 _FORBIDDEN = (b"\r", b"\n", b"\0")
 
 
@@ -249,7 +250,7 @@ class ServerConnection:
             if lower in (b"transfer-encoding", b"connection", b"keep-alive"):
                 continue
             lines.append(b"%s: %s\r\n" % (name, value))
-        bodiless = self._head_only or status in _NO_BODY_STATUSES
+        bodiless = self._head_only or status in NO_BODY_STATUSES
         if bodiless:
             self._remaining = 0
             if length is not None:

@@ -9,7 +9,7 @@ is passed in, so tests need no clock). No wire format lives here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
@@ -22,7 +22,8 @@ PROTOCOL_ERROR = 1
 REFUSED_STREAM = 7
 CANCEL = 8
 
-Headers: TypeAlias = tuple[tuple[str, str], ...]
+Headers: TypeAlias = Sequence[tuple[str, str]]
+"""A header list: (name, value) pairs in order, repeats kept; the one alias both ends use."""
 
 
 @dataclass(frozen=True, slots=True)

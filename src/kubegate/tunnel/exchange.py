@@ -14,16 +14,18 @@ status, so two ``kubegate-*`` headers carry what they would say:
   carry the upgraded connection's raw bytes both ways (WebSocket or SPDY frames, never
   parsed). Any other status travels as itself.
 
-The gateway never forwards the client's credentials (``proxy/headers.py`` strips them before
-this module sees the headers); the agent drops any that arrive anyway and adds its own.
+The gateway never forwards the client's credentials (``gateway/headers.py`` strips them before
+this module sees the headers); the agent drops any that arrive anyway and adds its own. The
+HTTP rules both ends apply (hop-by-hop headers, which answers have no body) live here once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kubegate.errors import TunnelProtocolError
+from kubegate.tunnel.events import Headers
 
 USER_HEADER = "kubegate-user"
 UPGRADE_HEADER = "kubegate-upgrade"
@@ -32,38 +34,52 @@ LONG_RUNNING_HEADER = "kubegate-long-running"
 KUBEGATE_GROUP = "kubegate:authenticated"
 SWITCHED = 200  # the :status a 101 travels as
 
-Headers = Sequence[tuple[str, str]]
+INTERNAL_PREFIX = "kubegate-"
+"""kubegate's own headers; only the two ends of the tunnel read or write them."""
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+"""Headers that describe one connection, never the message (RFC 9110 §7.6.1)."""
+
+NO_BODY_STATUSES = frozenset({204, 304})
+"""Final statuses whose answer never has a body (RFC 9110 §6.4.1)."""
+
+# A Connection token may not remove a framing header: dropping one would desynchronise the
+# body from the head on an HTTP/1.1 hop.
+FRAMING = frozenset({"content-length"})
 
 # Never forwarded to the apiserver from the tunnel, whatever the gateway sent: credentials,
 # identity claims and connection-level headers are the agent's to set.
-_AGENT_DROPS = frozenset(
-    {
-        "authorization",
-        "host",
-        "connection",
-        "upgrade",
-        "proxy-connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "proxy-authorization",
-        "cookie",
-    }
-)
-_AGENT_DROP_PREFIXES = ("impersonate-", "x-remote-", "kubegate-")
-# Never sent back through the tunnel from the apiserver's response head.
-_RESPONSE_DROPS = frozenset(
-    {
-        "connection",
-        "upgrade",
-        "proxy-connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "trailer",
-    }
-)
+_AGENT_DROPS = HOP_BY_HOP | {"authorization", "host", "cookie"}
+_AGENT_DROP_PREFIXES = ("impersonate-", "x-remote-", INTERNAL_PREFIX)
+
+
+def response_has_body(method: str, status: int) -> bool:
+    """Whether the answer to a ``method`` request with ``status`` carries a body at all."""
+    return method != "HEAD" and status not in NO_BODY_STATUSES and status >= 200
+
+
+def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The lowercase tokens of every ``Connection`` header (comma lists, repeats); names
+    must already be lowercase."""
+    values = [value for name, value in headers if name == "connection"]
+    return frozenset(token.lower() for token in list_items(values))
+
+
+def list_items(values: Iterable[str]) -> list[str]:
+    """The non-empty, trimmed items of comma-separated header values."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,14 +155,18 @@ def upstream_request_head(
 
 
 def tunnel_response_head(status: int, headers: Headers) -> tuple[int, list[tuple[str, str]]]:
-    """Agent: the apiserver's response head as the stream's response head."""
-    kept = [
-        (name.lower(), value)
-        for name, value in headers
-        if name.lower() not in _RESPONSE_DROPS and not name.lower().startswith("kubegate-")
-    ]
+    """Agent: the apiserver's response head as the stream's response head.
+
+    Names come back lowercase, minus hop-by-hop headers, those a ``Connection`` header
+    names and kubegate's own; everything else (``Retry-After``, ``Audit-Id``, ``Warning``,
+    ``X-Kubernetes-PF-*``, ...) passes in order. A ``101`` travels as :data:`SWITCHED` with
+    its ``Upgrade`` value in :data:`UPGRADE_HEADER` and no ``Content-Length``.
+    """
+    lowered = [(name.lower(), value) for name, value in headers]
+    dropped = HOP_BY_HOP | (connection_tokens(lowered) - FRAMING)
+    kept = [h for h in lowered if h[0] not in dropped and not h[0].startswith(INTERNAL_PREFIX)]
     if status == 101:
-        upgrade = next((v for n, v in headers if n.lower() == "upgrade"), "")
+        upgrade = next((v for n, v in lowered if n == "upgrade"), "")
         kept = [h for h in kept if h[0] != "content-length"]
         return SWITCHED, [(UPGRADE_HEADER, upgrade), *kept]
     return status, kept
@@ -168,7 +188,7 @@ def decode_response(status: int, headers: Headers) -> ProxiedResponse:
     for name, value in headers:
         if name == UPGRADE_HEADER:
             upgrade = value
-        elif not name.startswith("kubegate-"):
+        elif not name.startswith(INTERNAL_PREFIX):
             kept.append((name, value))
     if upgrade is not None and status != SWITCHED:
         raise TunnelProtocolError(f"an upgraded response must travel as {SWITCHED}, not {status}")

@@ -19,6 +19,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from kubegate import __version__
+from kubegate.errors import Unavailable
+from kubegate.server.gateway_store import SqlGatewayStore
 from kubegate.tunnel.handshake import PROTOCOL_HEADER, PROTOCOLS, VERSION_HEADER
 from tests.fixtures.api import ADMIN_EMAIL, Api
 from tests.fixtures.tunnel_agent import (
@@ -186,6 +188,18 @@ async def test_server_keeps_serving_after_an_agent_sent_a_text_frame(api: Api) -
         assert await is_online(api, cluster_id)
 
 
+async def disconnect_handled(caplog: pytest.LogCaptureFixture, cluster_id: str) -> None:
+    """Wait for the server's tunnel handler to log "agent disconnected", its last step,
+    after it tried to mark the cluster offline."""
+    deadline = time.monotonic() + GUARD
+    while not any(
+        r.getMessage() == "agent disconnected" and getattr(r, "cluster_id", None) == cluster_id
+        for r in caplog.records
+    ):
+        assert time.monotonic() < deadline, "the server's tunnel handler never finished"
+        await asyncio.sleep(0.01)
+
+
 async def test_agent_disconnect_logs_no_server_error(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -194,21 +208,36 @@ async def test_agent_disconnect_logs_no_server_error(
     async with agent_connected(api.url, credential) as agent:
         await agent.next_desired()
     await wait_online(api, cluster_id, False)
-
-    def handler_finished() -> bool:
-        """The server's tunnel handler logs "agent disconnected" as its last step, after it
-        marked the cluster offline."""
-        return any(
-            r.getMessage() == "agent disconnected" and getattr(r, "cluster_id", None) == cluster_id
-            for r in caplog.records
-        )
-
-    deadline = time.monotonic() + GUARD
-    while not handler_finished():
-        assert time.monotonic() < deadline, "the server's tunnel handler never finished"
-        await asyncio.sleep(0.01)
+    await disconnect_handled(caplog, cluster_id)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+async def test_a_disconnect_the_database_cannot_record_is_logged_and_the_agent_can_return(
+    api: Api, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO, logger="kubegate")
+    cluster_id, credential = register(api, "prod")
+
+    async def database_down(self: SqlGatewayStore, cluster_id: str) -> None:
+        raise Unavailable("cannot record the agent's disconnect: the database is down")
+
+    async with agent_connected(api.url, credential) as agent:
+        await agent.next_desired()
+        monkeypatch.setattr(SqlGatewayStore, "mark_offline", database_down)
+    await disconnect_handled(caplog, cluster_id)
+    failed = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [(r.getMessage(), getattr(r, "cluster_id", None)) for r in failed] == [
+        ("cannot record the agent's disconnect", cluster_id)
+    ]
+    assert failed[0].exc_info is not None
+    assert "the database is down" in str(failed[0].exc_info[1])
+
+    monkeypatch.undo()
+    async with agent_connected(api.url, credential) as agent:
+        assert (await agent.next_desired()).revision >= 0
+        assert await is_online(api, cluster_id)
+    await wait_online(api, cluster_id, False)
 
 
 # --- the gateway switch -----------------------------------------------------------------------

@@ -9,9 +9,10 @@ all that could ever reach the apiserver.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -215,27 +216,44 @@ async def test_keep_alive_carries_the_next_request_but_a_refused_upgrade_closes_
     assert body == b'{"kind":"Status","code":403}'
 
 
+WATCH_EVENT = b'{"type":"ADDED","object":{}}\n'
+
+
+def endless_watch(ended: asyncio.Event) -> Handler:
+    """An agent handler answering a watch with one event, then holding the stream open
+    until the gateway cancels it, which sets ``ended``."""
+
+    async def watch(stream: TunnelStream) -> None:
+        await stream.respond(200, (("content-type", "application/json"),))
+        await stream.send(WATCH_EVENT)
+        await stream.wait_dead()
+        ended.set()
+
+    return watch
+
+
+@contextlib.asynccontextmanager
+async def watching(api: Api, cluster_id: str, token: str) -> AsyncIterator[AsyncIterator[bytes]]:
+    """A client watch through the proxy, open; yields its body's chunks, the first read."""
+    async with httpx.AsyncClient(base_url=api.proxy_url, timeout=GUARD) as client:
+        auth = {"Authorization": f"Bearer {token}"}
+        url = f"/clusters/{cluster_id}{PODS}?watch=1"
+        async with client.stream("GET", url, headers=auth) as response:
+            assert response.status_code == 200
+            chunks = response.aiter_raw()
+            assert await anext(chunks) == WATCH_EVENT  # before the stream ended
+            yield chunks
+
+
 async def test_a_watch_is_streamed_and_closed_when_kubectl_goes_away(
     api: Api, member: tuple[str, str]
 ) -> None:
     cluster_id, credential, token = await setup(api, member)
     gone = asyncio.Event()
-
-    async def watch(stream: TunnelStream) -> None:
-        await stream.respond(200, (("content-type", "application/json"),))
-        await stream.send(b'{"type":"ADDED","object":{}}\n')
-        await stream.wait_dead()
-        gone.set()
-
-    async with agent_connected(api.url, credential, proxied=watch):
+    async with agent_connected(api.url, credential, proxied=endless_watch(gone)):
         await wait_online(api, cluster_id, True)
-        async with httpx.AsyncClient(base_url=api.proxy_url, timeout=GUARD) as client:
-            auth = {"Authorization": f"Bearer {token}"}
-            url = f"/clusters/{cluster_id}{PODS}?watch=1"
-            async with client.stream("GET", url, headers=auth) as response:
-                assert response.status_code == 200
-                first = await anext(response.aiter_raw())
-                assert first == b'{"type":"ADDED","object":{}}\n'  # before the stream ended
+        async with watching(api, cluster_id, token):
+            pass
         async with asyncio.timeout(GUARD):
             await gone.wait()
 
@@ -245,32 +263,18 @@ async def test_revoke_all_closes_an_open_watch_and_the_agent_stream(
 ) -> None:
     cluster_id, credential, token = await setup(api, member)
     cut = asyncio.Event()
-
-    async def watch(stream: TunnelStream) -> None:
-        await stream.respond(200, (("content-type", "application/json"),))
-        await stream.send(b'{"type":"ADDED","object":{}}\n')
-        await stream.wait_dead()
-        cut.set()
-
-    async with agent_connected(api.url, credential, proxied=watch):
+    async with agent_connected(api.url, credential, proxied=endless_watch(cut)):
         await wait_online(api, cluster_id, True)
-        async with httpx.AsyncClient(base_url=api.proxy_url, timeout=GUARD) as client:
-            auth = {"Authorization": f"Bearer {token}"}
-            url = f"/clusters/{cluster_id}{PODS}?watch=1"
-            async with client.stream("GET", url, headers=auth) as response:
-                chunks = response.aiter_raw()
-                await anext(chunks)
-                revoked = await asyncio.to_thread(
-                    api.post, f"/api/v1/clusters/{cluster_id}/access/revoke-all"
-                )
-                assert revoked.status_code == 200
-                started = time.monotonic()
-                with pytest.raises(
-                    (httpx.RemoteProtocolError, httpx.ReadError, StopAsyncIteration)
-                ):
-                    async with asyncio.timeout(GUARD):
-                        await anext(chunks)
-                closed_after = time.monotonic() - started
+        async with watching(api, cluster_id, token) as chunks:
+            revoked = await asyncio.to_thread(
+                api.post, f"/api/v1/clusters/{cluster_id}/access/revoke-all"
+            )
+            assert revoked.status_code == 200
+            started = time.monotonic()
+            with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError, StopAsyncIteration)):
+                async with asyncio.timeout(GUARD):
+                    await anext(chunks)
+            closed_after = time.monotonic() - started
         async with asyncio.timeout(GUARD):
             await cut.wait()
     # Informational (not a speed assertion): printed with -s, recorded in the issue notes.

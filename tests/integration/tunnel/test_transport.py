@@ -14,7 +14,7 @@ import pytest
 
 from kubegate.tunnel.transport import StreamCancelled
 from kubegate.tunnel.wire import CONNECTION_WINDOW, STREAM_WINDOW
-from tests.integration.tunnel.tunnel_pair import (
+from tests.fixtures.tunnel_pair import (
     GUARD,
     TunnelPair,
     ends_stream,

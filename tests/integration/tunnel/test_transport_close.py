@@ -13,7 +13,7 @@ import pytest
 
 from kubegate.tunnel.events import PING_INTERVAL, PING_TIMEOUT
 from kubegate.tunnel.transport import TICK, TunnelClosed, TunnelConnection
-from tests.integration.tunnel.tunnel_pair import GUARD, Fault, TunnelPair, read_all, tunnel_pair
+from tests.fixtures.tunnel_pair import GUARD, Fault, TunnelPair, read_all, tunnel_pair
 
 pytestmark = pytest.mark.anyio
 

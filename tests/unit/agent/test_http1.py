@@ -12,7 +12,6 @@ from kubegate.agent.http1 import (
     RemoteProtocolError,
     Response,
     ResponseParser,
-    response_has_body,
 )
 from kubegate.agent.request_head import encode_chunk
 
@@ -203,14 +202,6 @@ def test_informational_answers_before_the_final_one_are_skipped() -> None:
     )
     assert exchange.head is not None and exchange.head.status == 200
     assert exchange.body == b"ok"
-
-
-def test_no_body_rule() -> None:
-    assert response_has_body("GET", 200)
-    assert not response_has_body("HEAD", 200)
-    assert not response_has_body("GET", 204)
-    assert not response_has_body("GET", 304)
-    assert not response_has_body("GET", 101)
 
 
 # --- switching protocols ------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from kubegate.agent.http2 import CONNECTION_WINDOW, MAX_FRAME, STREAM_WINDOW
 from kubegate.errors import TunnelProtocolError
 from kubegate.tunnel.events import ResponseReceived, StreamEnded, WindowOpened
-from tests.unit.agent.http2_peer import AUTHORITY, Pair, body, flow, joined_pair
+from tests.fixtures.http2_peer import AUTHORITY, Pair, body, flow, joined_pair
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ from kubegate.tunnel.events import (
     ConnectionClosed,
     StreamReset,
 )
-from kubegate.tunnel.transport import TICK
-from tests.unit.agent.http2_peer import AUTHORITY, DATA, SETTINGS, Pair, body, frame, joined_pair
+from tests.fixtures.heartbeat import assert_a_dead_peer_is_detected_within_ten_seconds
+from tests.fixtures.http2_peer import AUTHORITY, DATA, SETTINGS, Pair, body, frame, joined_pair
 
 
 @pytest.fixture
@@ -158,24 +158,8 @@ def test_heartbeat_after_close_sends_nothing_and_does_not_raise(pair: Pair) -> N
 
 
 def test_dead_apiserver_is_detected_within_ten_seconds_at_the_transport_tick() -> None:
-    assert PING_INTERVAL + PING_TIMEOUT + TICK <= 10
     pair = Pair()
-    pair.shuttle()
-    # Ticks as the transport makes them; the server answers until it dies at ``death``.
-    death = 31.3
-    now = 0.0
-    while True:
-        now += TICK
-        alive = pair.client.heartbeat(now)
-        if now < death:
-            pair.now = now
-            pair.shuttle()
-        else:
-            pair.client.data_to_send()  # into the void
-        if not alive:
-            break
-        assert now < death + 10, "the dead server was never detected"
-    assert death < now <= death + PING_INTERVAL + PING_TIMEOUT + TICK
+    assert_a_dead_peer_is_detected_within_ten_seconds(pair, pair.client)
 
 
 # --- fuzzing ----------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ import pytest
 from kubegate.gateway.headers import (
     bearer_token,
     clean_request_headers,
-    clean_response_headers,
 )
 
 BEARER = "base64url.bearer.authorization.k8s.io."
@@ -244,43 +243,6 @@ def test_stripped_lists_each_name_once_and_never_values() -> None:
         raw(("authorization", "Bearer s3cret"), ("authorization", "Bearer other"))
     )
     assert clean.stripped == ("authorization",)
-
-
-# --- clean_response_headers -----------------------------------------------------------------
-
-
-def test_response_hop_by_hop_and_internal_headers_are_dropped() -> None:
-    cleaned = clean_response_headers(
-        [
-            ("Connection", "keep-alive, X-Hop"),
-            ("Keep-Alive", "timeout=5"),
-            ("Transfer-Encoding", "chunked"),
-            ("X-Hop", "1"),
-            ("Kubegate-Trace", "internal"),
-            ("Content-Type", "application/json"),
-        ]
-    )
-    assert cleaned == (("content-type", "application/json"),)
-
-
-def test_response_kube_headers_pass_in_order() -> None:
-    pairs = [
-        (b"Audit-Id", b"1b2c"),
-        (b"Retry-After", b"3"),
-        (b"Warning", b'299 - "v1 ComponentStatus is deprecated"'),
-        (b"Warning", b'299 - "another"'),
-        (b"X-Kubernetes-Pf-Flowschema-Uid", b"f"),
-        (b"X-Kubernetes-Pf-Prioritylevel-Uid", b"p"),
-        (b"Content-Length", b"10"),
-    ]
-    assert clean_response_headers(pairs) == tuple(
-        (name.decode().lower(), value.decode()) for name, value in pairs
-    )
-
-
-def test_response_content_length_survives_a_connection_token() -> None:
-    cleaned = clean_response_headers([("connection", "content-length"), ("content-length", "2")])
-    assert cleaned == (("content-length", "2"),)
 
 
 # --- bearer_token ---------------------------------------------------------------------------

@@ -27,8 +27,8 @@ from kubegate.tunnel.events import (
     WindowOpened,
 )
 from kubegate.tunnel.frames import FrameSession
-from kubegate.tunnel.transport import TICK
 from kubegate.tunnel.wire import CONNECTION_WINDOW, STREAM_WINDOW
+from tests.fixtures.heartbeat import assert_a_dead_peer_is_detected_within_ten_seconds
 
 
 @dataclass
@@ -294,21 +294,5 @@ def test_heartbeat_after_close_sends_nothing_and_does_not_raise(pair: Pair) -> N
 
 
 def test_dead_peer_is_detected_within_ten_seconds_at_the_transport_tick() -> None:
-    assert PING_INTERVAL + PING_TIMEOUT + TICK <= 10
     pair = Pair()
-    pair.shuttle()
-    # Ticks as the transport makes them; the peer answers until it dies at ``death``.
-    death = 31.3
-    now = 0.0
-    while True:
-        now += TICK
-        alive = pair.gateway.heartbeat(now)
-        if now < death:
-            pair.now = now
-            pair.shuttle()
-        else:
-            pair.gateway.data_to_send()  # into the void
-        if not alive:
-            break
-        assert now < death + 10, "the dead peer was never detected"
-    assert death < now <= death + PING_INTERVAL + PING_TIMEOUT + TICK
+    assert_a_dead_peer_is_detected_within_ten_seconds(pair, pair.gateway)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
+from kubegate.domain.access import NO_ACCESS
 from kubegate.server.access import api_cluster_access
 from kubegate.server.deps import ApiCaller, Gateway, error_responses
 from kubegate.server.kube_tokens import (
@@ -27,8 +28,8 @@ from kubegate.server.schemas.access import KubeTokenOut, KubeTokenRequest
 router = APIRouter(prefix="/api/v1/clusters/{cluster_id}", tags=["access"], dependencies=[Gateway])
 
 _NO_ACCESS = (
-    '403 when the caller holds no grant on the cluster ("You do not have access to this '
-    'cluster"; admins need a grant too), 409 for a sandbox cluster, 429 with Retry-After '
+    f'403 when the caller holds no grant on the cluster ("{NO_ACCESS}"; admins need a grant '
+    "too), 409 for a sandbox cluster, 429 with Retry-After "
     "when the caller mints too fast (kube_token_mints_per_minute)."
 )
 
