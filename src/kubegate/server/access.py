@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Depends
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -34,6 +34,12 @@ from kubegate.errors import NotFound, ValidationFailed
 from kubegate.gateway.registry import TunnelRegistry
 from kubegate.server.audit import failures_recorded, record
 from kubegate.server.deps import ApiCaller, Db, PortalCaller, State
+from kubegate.server.grant_writes import (
+    bump_revision,
+    grant_detail,
+    remove_every_grant,
+    remove_grants,
+)
 from kubegate.server.kube_tokens import IssuedKubeconfig, Issuer, KubeTokenIssuer
 from kubegate.server.pagination import PageRequest, encode_cursor, next_cursor, paginate
 from kubegate.server.principal import Principal
@@ -45,6 +51,7 @@ from kubegate.server.schemas.access import (
     GrantCreate,
     GrantCreated,
     GrantOut,
+    MemberRevoked,
     RevokeAllResult,
 )
 from kubegate.server.schemas.auth import UserOut
@@ -68,16 +75,6 @@ def grant_out(grant: Grant, email: str) -> GrantOut:
         created_at=grant.created_at,
         updated_at=grant.updated_at,
     )
-
-
-def _grant_detail(grant: Grant, email: str) -> dict[str, Any]:
-    return {
-        "user_id": grant.user_id,
-        "email": email,
-        "role": grant.role,
-        "scope": grant.scope,
-        "namespace": grant.namespace,
-    }
 
 
 class ClusterAccess:
@@ -239,15 +236,6 @@ class ClusterAccess:
             self.tunnels.desired_changed(cluster_id)
         return created
 
-    async def _bump_revision(self, cluster_id: str) -> None:
-        """Every grant change moves the cluster's desired-RBAC revision, in its transaction."""
-        await self.db.execute(
-            update(Cluster)
-            .where(Cluster.id == cluster_id)
-            .values(rbac_revision=Cluster.rbac_revision + 1)
-            .execution_options(synchronize_session=False)
-        )
-
     async def _create_grant(self, cluster_id: str, body: GrantCreate) -> GrantCreated:
         cluster = await self._supported_cluster(cluster_id, manage="grant cluster access")
         role = parse_role(body.role)
@@ -269,7 +257,7 @@ class ClusterAccess:
                 target_type="grant",
                 target_id=existing.id,
                 cluster_id=cluster.id,
-                detail={**_grant_detail(existing, user.email), "already_existed": True},
+                detail={**grant_detail(existing, user.email), "already_existed": True},
             )
             return GrantCreated(grant_out(existing, user.email), created=False)
         now = utcnow()
@@ -289,7 +277,7 @@ class ClusterAccess:
         )
         self.db.add(grant)
         await self.db.flush()
-        await self._bump_revision(cluster.id)
+        await bump_revision(self.db, cluster.id)
         record(
             self.db,
             self.caller,
@@ -297,7 +285,7 @@ class ClusterAccess:
             target_type="grant",
             target_id=grant.id,
             cluster_id=cluster.id,
-            detail=_grant_detail(grant, user.email),
+            detail=grant_detail(grant, user.email),
         )
         return GrantCreated(grant_out(grant, user.email), created=True)
 
@@ -317,21 +305,42 @@ class ClusterAccess:
                     .where(Grant.id == grant_id, Grant.cluster_id == cluster.id)
                 )
             ).first()
-            if row is None:
+            grants, email = ([row[0]], row[1]) if row is not None else ([], "")
+            if not await remove_grants(self.db, self.caller, cluster.id, grants, email):
                 raise NotFound(f"grant {grant_id[:64]} not found on cluster {cluster_id}")
-            grant, email = row
-            await self.db.delete(grant)
-            await self._bump_revision(cluster.id)
-            record(
-                self.db,
-                self.caller,
-                "grant.delete",
-                target_type="grant",
-                target_id=grant_id,
-                cluster_id=cluster.id,
-                detail=_grant_detail(grant, email),
-            )
         self.tunnels.desired_changed(cluster_id)
+
+    async def revoke_member(self, cluster_id: str, email: str) -> MemberRevoked:
+        """Delete every grant the member with ``email`` holds on the cluster (admins only),
+        each exactly as :meth:`delete_grant` does; 404 if no member of the organisation has
+        that email. Deactivated members count: their grants can go too."""
+        fields = {"target_type": "cluster", "target_id": cluster_id, "cluster_id": cluster_id}
+        async with (
+            failures_recorded(self.sessions, self.caller, "grant.delete", **fields),
+            self.db.begin(),
+        ):
+            cluster = await self._supported_cluster(cluster_id, manage="revoke cluster access")
+            user_id = await self.db.scalar(
+                select(User.id)
+                .join(
+                    Membership,
+                    (Membership.user_id == User.id) & (Membership.org_id == cluster.org_id),
+                )
+                .where(User.email == email)
+            )
+            if user_id is None:
+                raise NotFound(f"{email} is not a member of this organisation")
+            grants = await self.db.scalars(
+                select(Grant)
+                .where(Grant.cluster_id == cluster.id, Grant.user_id == user_id)
+                .order_by(Grant.created_at, Grant.id)
+            )
+            removed = await remove_grants(
+                self.db, self.caller, cluster.id, list(grants), email, via="revoke"
+            )
+        if removed:
+            self.tunnels.desired_changed(cluster_id)
+        return MemberRevoked(revoked=removed)
 
     async def revoke_all(self, cluster_id: str) -> RevokeAllResult:
         """Delete every grant of the cluster and bump its token epoch, in one transaction,
@@ -342,35 +351,7 @@ class ClusterAccess:
             self.db.begin(),
         ):
             cluster = await self._supported_cluster(cluster_id, manage="revoke cluster access")
-            # Bump first: on PostgreSQL the row lock orders concurrent revoke-alls, and the
-            # increment happens in SQL so none is lost.
-            epoch = await self.db.scalar(
-                update(Cluster)
-                .where(Cluster.id == cluster.id)
-                .values(
-                    token_epoch=Cluster.token_epoch + 1, rbac_revision=Cluster.rbac_revision + 1
-                )
-                .returning(Cluster.token_epoch)
-                .execution_options(synchronize_session=False)
-            )
-            assert epoch is not None
-            removed = list(
-                await self.db.scalars(
-                    delete(Grant)
-                    .where(Grant.cluster_id == cluster.id)
-                    .returning(Grant.id)
-                    .execution_options(synchronize_session=False)
-                )
-            )
-            record(
-                self.db,
-                self.caller,
-                "grant.revoke_all",
-                target_type="cluster",
-                target_id=cluster.id,
-                cluster_id=cluster.id,
-                detail={"grants_removed": len(removed), "grant_ids": removed, "token_epoch": epoch},
-            )
+            removed, epoch = await remove_every_grant(self.db, self.caller, cluster.id)
         self.tunnels.desired_changed(cluster_id)
         return RevokeAllResult(grants_removed=len(removed), token_epoch=epoch)
 

@@ -31,6 +31,7 @@ from kubegate.server.routers import (
     clusters,
     grants,
     health,
+    info,
     portal,
     users,
 )
@@ -112,6 +113,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(AccessLog)
     app.include_router(health.router)
+    app.include_router(info.router)
     app.include_router(auth.router)
     app.include_router(clusters.router)
     app.include_router(users.router)

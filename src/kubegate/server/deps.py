@@ -73,7 +73,7 @@ async def _principal(state: AppState, raw: str, kind: str, what: str) -> Princip
             f"this {what} expired at {found.expires_at.isoformat()}; log in again"
         )
     actor = Actor(user_id=found.user_id, org_id=found.org_id, role=MemberRole(found.role))
-    return Principal(actor, found.email, found.token_id, kind, found.csrf_hash)
+    return Principal(actor, found.email, found.token_id, kind, found.expires_at, found.csrf_hash)
 
 
 async def api_principal(

@@ -17,6 +17,7 @@ from kubegate.kube.kubeconfig import build_kubeconfig, entry_name, render_kubeco
 from kubegate.server.deps import app_state, error_responses
 from kubegate.server.minter import MintedToken, Minter, MintRequest
 from kubegate.server.principal import Principal
+from kubegate.server.state import AppState
 from kubegate.server.tls import GatewayCA
 
 
@@ -64,12 +65,16 @@ class KubeTokenIssuer:
         )
 
 
+def public_proxy_url(state: AppState) -> str:
+    """The proxy's base URL as clients reach it, with the port the running proxy really
+    listens on (``Settings.proxy_url``)."""
+    return state.settings.proxy_url(bound_port=state.proxy.port)
+
+
 async def kube_token_issuer(request: Request) -> KubeTokenIssuer:
-    """FastAPI dependency: the issuer, with the port the running proxy really listens on."""
+    """FastAPI dependency: the issuer of this process, at the proxy's public URL."""
     state = app_state(request)
-    return KubeTokenIssuer(
-        state.minter, state.gateway_ca, state.settings.proxy_url(bound_port=state.proxy.port)
-    )
+    return KubeTokenIssuer(state.minter, state.gateway_ca, public_proxy_url(state))
 
 
 Issuer = Annotated[KubeTokenIssuer, Depends(kube_token_issuer)]

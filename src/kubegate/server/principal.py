@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from kubegate.domain.access import Actor
@@ -9,10 +10,12 @@ from kubegate.domain.access import Actor
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller within their organisation."""
+    """An authenticated caller within their organisation, and the credential they used:
+    its id, kind (``api`` or ``session``), expiry and, for a session, its CSRF hash."""
 
     actor: Actor
     email: str
     token_id: str
     kind: str
+    token_expires_at: dt.datetime
     csrf_hash: str | None = None

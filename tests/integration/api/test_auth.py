@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 from sqlalchemy import create_engine, update
 
@@ -15,6 +16,34 @@ def test_login_gives_a_token_that_identifies_the_admin(api: Api) -> None:
     assert me.status_code == 200
     assert me.json()["user"]["email"] == ADMIN_EMAIL
     assert me.json()["user"]["role"] == "admin"
+
+
+def test_me_says_when_the_token_used_expires(api: Api, database_url: str) -> None:
+    shortened = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)
+    sooner = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(minutes=5)
+    engine = create_engine(database_url.replace("+aiosqlite", ""))
+    with engine.begin() as conn:
+        conn.execute(
+            update(ApiToken)
+            .where(ApiToken.token_hash == hashlib.sha256(shortened.encode()).hexdigest())
+            .values(expires_at=sooner)
+        )
+    engine.dispose()
+    # Each token answers its own expiry: the fixture's (untouched) and the shortened one.
+    own = api.get("/api/v1/me").json()["token_expires_at"]
+    assert dt.datetime.fromisoformat(own) > sooner + dt.timedelta(hours=1)
+    me = api.get("/api/v1/me", shortened).json()
+    assert dt.datetime.fromisoformat(me["token_expires_at"]) == sooner
+
+
+def test_me_answers_the_expiry_the_login_gave(api: Api) -> None:
+    login = api.client.post(
+        "/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    ).json()
+    me = api.get("/api/v1/me", login["token"]).json()
+    assert dt.datetime.fromisoformat(me["token_expires_at"]) == dt.datetime.fromisoformat(
+        login["expires_at"]
+    )
 
 
 def test_wrong_password_and_unknown_user_get_the_same_answer(api: Api) -> None:

@@ -6,6 +6,7 @@ its own mint and no other.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
@@ -128,7 +129,8 @@ async def test_a_row_the_database_refuses_fails_its_own_mint_and_no_other_in_the
             text("UPDATE clusters SET token_epoch = :epoch WHERE id = :id"),
             {"epoch": int(refusing_trigger), "id": poisoned},
         )
-    caller = Principal(Actor(user_id, org_id, MemberRole.MEMBER), MEMBER_EMAIL, "t", "api")
+    expiry = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    caller = Principal(Actor(user_id, org_id, MemberRole.MEMBER), MEMBER_EMAIL, "t", "api", expiry)
     engine = create_engine(database_url)
     trips = RoundTrips(engine)
     minter = Minter(trips, api.settings, MintLimiter(1000))

@@ -89,10 +89,19 @@ async def logout(caller: ApiCaller, db: Db) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/me", summary="The caller and their organisation", responses=error_responses(401))
+@router.get(
+    "/me",
+    summary="The caller, their organisation and when their API token expires",
+    responses=error_responses(401),
+)
 async def me(caller: ApiCaller, db: Db) -> MeResponse:
     user = await db.get(User, caller.actor.user_id)
     org = await db.get(Organization, caller.actor.org_id)
     membership = await db.get(Membership, (caller.actor.org_id, caller.actor.user_id))
     assert user is not None and org is not None and membership is not None
-    return MeResponse(user=user_out(user, membership), org_id=org.id, org_name=org.name)
+    return MeResponse(
+        user=user_out(user, membership),
+        org_id=org.id,
+        org_name=org.name,
+        token_expires_at=caller.token_expires_at,
+    )

@@ -1,10 +1,10 @@
-"""Registering, listing and deleting clusters."""
+"""Registering, listing and deleting clusters; each as the caller sees it (``clusters_out``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,27 +18,69 @@ from kubegate.domain.access import (
     require_same_org,
 )
 from kubegate.errors import Conflict, NotFound, ValidationFailed
-from kubegate.gateway.registry import TunnelRegistry
 from kubegate.server.audit import failures_recorded, record
 from kubegate.server.deps import ApiCaller, Db, State, error_responses
+from kubegate.server.kube_tokens import Issuer, KubeTokenIssuer
 from kubegate.server.pagination import PageRequest, next_cursor, page_request, paginate
+from kubegate.server.principal import Principal
 from kubegate.server.schemas import Page
-from kubegate.server.schemas.clusters import ClusterCreate, ClusterOut, ClusterRegistered
-from kubegate.storage.models import Cluster, is_id
+from kubegate.server.schemas.clusters import (
+    ClusterCreate,
+    ClusterOut,
+    ClusterRegistered,
+    OwnGrantOut,
+)
+from kubegate.server.schemas.users import PRINTABLE_PATTERN
+from kubegate.server.state import AppState
+from kubegate.storage.models import Cluster, Grant, is_id
 
 router = APIRouter(prefix="/api/v1/clusters", tags=["clusters"])
 
 
-def cluster_out(cluster: Cluster, tunnels: TunnelRegistry) -> ClusterOut:
-    """The API shape of a cluster; ``online`` while its agent holds a tunnel to this server."""
-    return ClusterOut(
-        id=cluster.id,
-        name=cluster.name,
-        kind=cluster.kind,
-        online=tunnels.is_online(cluster.id),
-        last_seen_at=cluster.last_seen_at,
-        created_at=cluster.created_at,
-    )
+async def clusters_out(
+    db: AsyncSession,
+    caller: Principal,
+    state: AppState,
+    issuer: KubeTokenIssuer,
+    clusters: list[Cluster],
+) -> list[ClusterOut]:
+    """The API shape of ``clusters`` for the caller: ``online`` while the agent holds a
+    tunnel to this server, the URL on the proxy, and the caller's own grants on each (one
+    query for them all). Without the access gateway there is no URL and no access."""
+    gateway = state.settings.gateway_enabled
+    mine: dict[str, list[OwnGrantOut]] = {}
+    if gateway and clusters:
+        grants = await db.scalars(
+            select(Grant)
+            .where(
+                Grant.user_id == caller.actor.user_id,
+                Grant.cluster_id.in_([cluster.id for cluster in clusters]),
+            )
+            .order_by(Grant.created_at, Grant.id)
+        )
+        for grant in grants:
+            mine.setdefault(grant.cluster_id, []).append(
+                OwnGrantOut(
+                    id=grant.id,
+                    role=grant.role,
+                    namespace=grant.namespace,
+                    status=grant.status,
+                    status_detail=grant.status_detail,
+                )
+            )
+    return [
+        ClusterOut(
+            id=cluster.id,
+            name=cluster.name,
+            kind=cluster.kind,
+            online=state.tunnels.is_online(cluster.id),
+            last_seen_at=cluster.last_seen_at,
+            created_at=cluster.created_at,
+            server=issuer.server(cluster.id) if gateway else None,
+            my_access=mine.get(cluster.id, []),
+        )
+        for cluster in clusters
+    ]
 
 
 async def get_cluster(db: AsyncSession, actor: Actor, cluster_id: str) -> Cluster:
@@ -59,14 +101,36 @@ def _kind(value: str) -> ClusterKind:
         ) from None
 
 
-@router.get("", summary="Clusters of the caller's organisation", responses=error_responses(401))
+@router.get(
+    "",
+    summary="Clusters of the caller's organisation, with the caller's own access to each",
+    description="Filter ?name= for the one cluster of that exact name (names are unique in "
+    "an organisation): an empty page when there is none.",
+    responses=error_responses(400, 401, 422),
+)
 async def list_clusters(
-    caller: ApiCaller, db: Db, state: State, page: Annotated[PageRequest, Depends(page_request)]
+    caller: ApiCaller,
+    db: Db,
+    state: State,
+    issuer: Issuer,
+    page: Annotated[PageRequest, Depends(page_request)],
+    name: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=63,
+            pattern=PRINTABLE_PATTERN,
+            description="Only the cluster of this exact name.",
+        ),
+    ] = None,
 ) -> Page[ClusterOut]:
     query = select(Cluster).where(Cluster.org_id == caller.actor.org_id)
+    if name is not None:
+        query = query.where(Cluster.name == name)
     rows = list((await db.scalars(paginate(query, page, Cluster.created_at, Cluster.id))).all())
     rows, cursor = next_cursor(rows, page)
-    return Page[ClusterOut](items=[cluster_out(c, state.tunnels) for c in rows], next_cursor=cursor)
+    items = await clusters_out(db, caller, state, issuer, rows)
+    return Page[ClusterOut](items=items, next_cursor=cursor)
 
 
 @router.post(
@@ -76,7 +140,7 @@ async def list_clusters(
     responses=error_responses(401, 403, 409, 422),
 )
 async def register_cluster(
-    body: ClusterCreate, caller: ApiCaller, db: Db, state: State
+    body: ClusterCreate, caller: ApiCaller, db: Db, state: State, issuer: Issuer
 ) -> ClusterRegistered:
     async with failures_recorded(state.sessions, caller, "cluster.register"):
         require_admin(caller.actor, "register clusters")
@@ -111,14 +175,21 @@ async def register_cluster(
                 cluster_id=cluster.id,
                 detail={"name": cluster.name, "kind": cluster.kind},
             )
-    return ClusterRegistered(
-        cluster=cluster_out(cluster, state.tunnels), agent_credential=credential
-    )
+    [registered] = await clusters_out(db, caller, state, issuer, [cluster])
+    return ClusterRegistered(cluster=registered, agent_credential=credential)
 
 
-@router.get("/{cluster_id}", summary="One cluster", responses=error_responses(401, 404))
-async def read_cluster(cluster_id: str, caller: ApiCaller, db: Db, state: State) -> ClusterOut:
-    return cluster_out(await get_cluster(db, caller.actor, cluster_id), state.tunnels)
+@router.get(
+    "/{cluster_id}",
+    summary="One cluster, with the caller's own access to it",
+    responses=error_responses(401, 404),
+)
+async def read_cluster(
+    cluster_id: str, caller: ApiCaller, db: Db, state: State, issuer: Issuer
+) -> ClusterOut:
+    cluster = await get_cluster(db, caller.actor, cluster_id)
+    [found] = await clusters_out(db, caller, state, issuer, [cluster])
+    return found
 
 
 @router.delete(

@@ -1,7 +1,8 @@
-"""The grant routes, once: list, create, delete and revoke-all, for any way of calling.
+"""The grant routes, once: list, create, delete, revoke a member and revoke all, for any way
+of calling.
 
 The REST API (bearer token) and the portal (session cookie, CSRF on writes) offer the same
-four operations on a cluster's grants (``server/access.py``); :func:`grant_routes` builds
+operations on a cluster's grants (``server/access.py``); :func:`grant_routes` builds
 them for the caller dependency each one authenticates with, so the two cannot drift apart.
 (No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations at
 definition, and the ``Access`` alias is local to :func:`grant_routes`.)
@@ -15,7 +16,13 @@ from kubegate.server.access import ClusterAccess
 from kubegate.server.deps import error_responses
 from kubegate.server.pagination import PageRequest, page_request
 from kubegate.server.schemas import Page
-from kubegate.server.schemas.access import GrantCreate, GrantOut, RevokeAllResult
+from kubegate.server.schemas.access import (
+    GrantCreate,
+    GrantOut,
+    MemberRevoke,
+    MemberRevoked,
+    RevokeAllResult,
+)
 
 
 def grant_routes(access_dependency: Any, *, writes: str = "") -> APIRouter:
@@ -63,6 +70,20 @@ def grant_routes(access_dependency: Any, *, writes: str = "") -> APIRouter:
     async def delete_grant(cluster_id: str, grant_id: str, access: Access) -> Response:
         await access.delete_grant(cluster_id, grant_id)
         return Response(status_code=204)
+
+    @router.post(
+        "/revoke",
+        summary="Delete every grant one member holds on the cluster, by their email "
+        f"(admin{writes})",
+        description="Each grant goes exactly as DELETE /grants/{grant_id} removes it: the "
+        "agent removes its RBAC binding, the member's kube tokens for the cluster stop "
+        "working, and each deletion is audited as grant.delete. Answers the deleted grants' "
+        "ids (empty when the member held none); 404 when no member of the organisation has "
+        "that email.",
+        responses=error_responses(401, 403, 404, 409, 422),
+    )
+    async def revoke_member(cluster_id: str, body: MemberRevoke, access: Access) -> MemberRevoked:
+        return await access.revoke_member(cluster_id, body.email)
 
     @router.post(
         "/revoke-all",

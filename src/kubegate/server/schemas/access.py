@@ -1,4 +1,4 @@
-"""Cluster Access: grants, revoke-all, and what a caller may do on a cluster.
+"""Cluster Access: grants, revoking them, and what a caller may do on a cluster.
 
 Shared by the REST API (``/api/v1/clusters/{id}/access``) and the portal
 (``/org/clusters/{id}/access``). Role, scope and namespace are plain strings here on purpose:
@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from kubegate.domain.access import Role, ScopeKind
 from kubegate.server.schemas.common import Strict
+from kubegate.server.schemas.users import EMAIL_PATTERN, normalise_email
 
 
 class GrantCreate(Strict):
@@ -67,6 +68,30 @@ class GrantOut(BaseModel):
     created_by: str | None = Field(description="Id of the admin who created the grant.")
     created_at: dt.datetime
     updated_at: dt.datetime
+
+
+class MemberRevoke(Strict):
+    """Whose access on the cluster to revoke: every grant of the member with this email."""
+
+    email: str = Field(
+        min_length=3,
+        max_length=320,
+        json_schema_extra={"pattern": EMAIL_PATTERN},
+        description="The member's email; case does not matter.",
+    )
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return normalise_email(value)
+
+
+class MemberRevoked(BaseModel):
+    """What revoking a member's access did."""
+
+    revoked: list[str] = Field(
+        description="Ids of the grants deleted, oldest first; empty when the member held none."
+    )
 
 
 class RevokeAllResult(BaseModel):

@@ -33,3 +33,6 @@ class MeResponse(BaseModel):
     user: UserOut
     org_id: str
     org_name: str
+    token_expires_at: dt.datetime = Field(
+        description="When the API token this request was made with expires (log in again then)."
+    )

@@ -25,6 +25,16 @@ class ClusterCreate(Strict):
     )
 
 
+class OwnGrantOut(BaseModel):
+    """One of the caller's own grants on a cluster."""
+
+    id: str
+    role: str = Field(description="view, edit, admin or cluster-admin.")
+    namespace: str | None = Field(description="The namespace; null for the whole cluster.")
+    status: str = Field(description="pending, applied, failed or cluster_offline.")
+    status_detail: str = Field(description="Why the grant failed to apply; empty otherwise.")
+
+
 class ClusterOut(BaseModel):
     id: str
     name: str
@@ -32,6 +42,14 @@ class ClusterOut(BaseModel):
     online: bool = Field(description="Whether the cluster's agent holds a tunnel right now.")
     last_seen_at: dt.datetime | None
     created_at: dt.datetime
+    server: str | None = Field(
+        description="The cluster's URL on the Kubernetes API proxy (what a kubeconfig's "
+        "cluster.server says); null while the access gateway is disabled."
+    )
+    my_access: list[OwnGrantOut] = Field(
+        description="The caller's own grants on the cluster, oldest first; empty when they "
+        "hold none (admins too: managing access gives none) or the access gateway is disabled."
+    )
 
 
 class ClusterRegistered(BaseModel):
