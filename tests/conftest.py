@@ -10,4 +10,5 @@ pytest_plugins = [
     "tests.fixtures.api",
     "tests.fixtures.access",
     "tests.fixtures.gateway",
+    "tests.fixtures.cli",
 ]

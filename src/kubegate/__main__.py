@@ -1,5 +1,5 @@
 """``python -m kubegate``: the same as the ``kubegate`` command."""
 
-from kubegate.cli.app import main
+from kubegate.cli.entry import main
 
 main()

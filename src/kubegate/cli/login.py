@@ -1,0 +1,326 @@
+"""``kubegate login``, ``logout``, ``whoami`` and ``server list|use``: the CLI's logins.
+
+A login is made once per server and kept in the config file (``config_store.py``). Its TLS
+trust is decided at login: a certificate the system trusts needs nothing; otherwise
+``--certificate-authority FILE`` pins that CA, or kubegate offers the CA the server
+advertises (``GET /api/v1/info``) and pins it once the user accepted its SHA-256 fingerprint
+(trust on first use, as ssh does; ``--ca-fingerprint`` accepts it in scripts).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ssl
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kubegate.cli import config_store
+from kubegate.cli.api import ApiClient, ApiError
+from kubegate.cli.application import Application, application
+from kubegate.cli.config_store import Credential, Login, Trust, normalise_server
+from kubegate.cli.output import OUTPUT_HELP, Column, Format, ago
+
+OutputOption = Annotated[Format, typer.Option("--output", "-o", help=OUTPUT_HELP)]
+ServerArgument = Annotated[
+    str | None,
+    typer.Argument(
+        help="The kubegate server's URL, e.g. https://kubegate.example.com:8443 "
+        "(default: the current server).",
+        show_default=False,
+    ),
+]
+
+
+def fingerprint(ca_pem: str) -> str:
+    """The SHA-256 fingerprint of a PEM certificate's DER bytes, as ``openssl x509
+    -fingerprint -sha256`` prints it (``AB:12:...``)."""
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(ca_pem)).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def _same_fingerprint(given: str, actual: str) -> bool:
+    def plain(value: str) -> str:
+        return value.upper().removeprefix("SHA256:").replace(":", "").strip()
+
+    return plain(given) == plain(actual)
+
+
+def decide_trust(
+    app: Application,
+    server: str,
+    *,
+    ca_file: Path | None,
+    insecure: bool,
+    ca_fingerprint: str | None,
+    previous: Login | None,
+) -> Trust:
+    """How this login verifies the server (see the module docstring for the order)."""
+    if insecure:
+        app.output.note("warning: TLS verification is off for this server")
+        return Trust(insecure=True)
+    if ca_file is not None:
+        try:
+            pem = ca_file.read_text()
+            fingerprint(pem)
+        except (OSError, ValueError) as exc:
+            app.output.fail(f"--certificate-authority {ca_file} is not a readable PEM file: {exc}")
+        return Trust(ca_pem=pem)
+    if previous is not None and not ca_fingerprint:
+        return previous.trust  # the pin stays; a changed CA fails loudly below
+    if not server.startswith("https://"):
+        return Trust()
+    try:
+        with ApiClient(server, Trust()) as api:
+            api.get("/api/v1/info")
+        return Trust()  # the system trusts it
+    except ApiError as exc:
+        if "not trusted" not in exc.message:
+            raise
+    with ApiClient(server, Trust(insecure=True)) as api:
+        offered = api.get("/api/v1/info").get("ca_pem")
+    if not offered:
+        app.output.fail(
+            f"the TLS certificate of {server} is not trusted and it advertises no CA; "
+            "pass --certificate-authority FILE"
+        )
+    trust = Trust(ca_pem=str(offered))
+    with ApiClient(server, trust) as api:
+        try:
+            api.get("/api/v1/info")
+        except ApiError:
+            app.output.fail(
+                f"the certificate of {server} does not chain to the CA it advertises; "
+                "pass --certificate-authority FILE"
+            )
+    seen = fingerprint(trust.ca_pem or "")
+    if ca_fingerprint:
+        if not _same_fingerprint(ca_fingerprint, seen):
+            app.output.fail(f"the server's CA has fingerprint {seen}, not {ca_fingerprint}")
+        return trust
+    app.output.note(
+        f"The certificate authority of {server} is not trusted by this machine.\n"
+        f"  SHA-256 fingerprint: {seen}\n"
+        "Compare it with the one your kubegate admin gives you "
+        "(openssl x509 -noout -fingerprint -sha256 -in <data dir>/tls/ca.crt)."
+    )
+    if not sys.stdin.isatty():
+        app.output.fail(
+            "not trusting it without asking; pass --ca-fingerprint "
+            f"{seen} (or --certificate-authority FILE)"
+        )
+    if not typer.confirm("Trust this CA for this server?", default=False, err=True):
+        app.output.fail("not logged in: the CA was not trusted")
+    return trust
+
+
+def _read_stdin(what: str, app: Application) -> str:
+    value = sys.stdin.readline().strip()
+    if not value:
+        app.output.fail(f"--{what}-stdin: nothing on stdin")
+    return value
+
+
+def login(
+    ctx: typer.Context,
+    server: ServerArgument = None,
+    email: Annotated[
+        str | None, typer.Option(help="Your email (default: asked).", show_default=False)
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin (scripts).")
+    ] = False,
+    token_stdin: Annotated[
+        bool,
+        typer.Option("--token-stdin", help="Sign in with an existing API token read from stdin."),
+    ] = False,
+    certificate_authority: Annotated[
+        Path | None,
+        typer.Option(help="PEM CA to pin for this server.", exists=False, show_default=False),
+    ] = None,
+    ca_fingerprint: Annotated[
+        str | None,
+        typer.Option(
+            help="Trust the CA the server advertises if its SHA-256 fingerprint is this.",
+            show_default=False,
+        ),
+    ] = None,
+    insecure_skip_tls_verify: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-skip-tls-verify",
+            help="Do not verify the server's certificate (development only).",
+        ),
+    ] = False,
+) -> None:
+    """Sign in to a kubegate server and make it the current one.
+
+    Examples:
+      kubegate login https://kubegate.example.com:8443
+      echo "$PASSWORD" | kubegate login https://kg:8443 --email me@example.com --password-stdin
+      echo "$KUBEGATE_TOKEN" | kubegate login https://kg:8443 --token-stdin
+    """
+    app = application(ctx)
+    config = app.config()
+    if server is None and config.current is None:
+        app.output.fail("which server? run: kubegate login https://kubegate.example.com:8443")
+    url = normalise_server(server or str(config.current))
+    if password_stdin and token_stdin:
+        app.output.fail("pass --password-stdin or --token-stdin, not both")
+    previous = config.logins.get(url)
+    trust = decide_trust(
+        app,
+        url,
+        ca_file=certificate_authority,
+        insecure=insecure_skip_tls_verify,
+        ca_fingerprint=ca_fingerprint,
+        previous=previous,
+    )
+    if token_stdin:
+        credential = Credential(kind="token", token=_read_stdin("token", app))
+    else:
+        who = email or (previous.email if previous else None) or typer.prompt("Email", err=True)
+        secret = (
+            _read_stdin("password", app)
+            if password_stdin
+            else typer.prompt("Password", hide_input=True, err=True)
+        )
+        with ApiClient(url, trust) as api:
+            answer = api.post("/api/v1/auth/login", {"email": who, "password": secret})
+        expires = config_store.parse_time(answer.get("expires_at"))
+        credential = Credential(kind="password", token=str(answer["token"]), expires_at=expires)
+    with ApiClient(url, trust, credential.token) as api:
+        me = api.get("/api/v1/me")
+    if credential.expires_at is None and me.get("token_expires_at"):
+        credential = replace(credential, expires_at=config_store.parse_time(me["token_expires_at"]))
+    made = Login(
+        server=url,
+        trust=trust,
+        credential=credential,
+        email=me["user"]["email"],
+        role=me["user"]["role"],
+        org_id=me["org_id"],
+        org_name=me.get("org_name", ""),
+        cluster=previous.cluster if previous and previous.org_id == me["org_id"] else None,
+    )
+    with config_store.updating(app.config_path) as box:
+        box[0] = box[0].with_login(made, make_current=True)
+    until = (
+        f"; the login expires {ago_until(credential.expires_at)}" if credential.expires_at else ""
+    )
+    app.output.say(f"Logged in to {url} as {made.email} ({made.role}, {made.org_name}){until}.")
+
+
+def ago_until(moment: dt.datetime | None) -> str:
+    return ago(moment.isoformat()) + f" ({moment:%Y-%m-%d %H:%M} UTC)" if moment else "never"
+
+
+def logout(
+    ctx: typer.Context,
+    server: ServerArgument = None,
+    all_servers: Annotated[bool, typer.Option("--all", help="Log out of every server.")] = False,
+) -> None:
+    """Revoke this machine's login on the server and forget it.
+
+    Examples:
+      kubegate logout
+      kubegate logout https://kubegate.example.com:8443
+      kubegate logout --all
+    """
+    app = application(ctx)
+    config = app.config()
+    targets = list(config.logins.values()) if all_servers else [app.login(server)]
+    for target in targets:
+        try:
+            with app.api(target) as api:
+                api.post("/api/v1/auth/logout")
+        except ApiError as exc:
+            if exc.status != 401:  # already invalid: nothing to revoke
+                app.output.note(f"warning: the server did not revoke it: {exc}")
+        with config_store.updating(app.config_path) as box:
+            box[0] = box[0].without(target.server)
+        app.output.say(f"Logged out of {target.server}.")
+
+
+def whoami(ctx: typer.Context, output: OutputOption = Format.table) -> None:
+    """Show who you are on the current server and when the login expires.
+
+    Example:
+      kubegate whoami -o json
+    """
+    app = application(ctx)
+    current = app.login()
+    with app.api(current) as api:
+        me = api.get("/api/v1/me")
+    expires = current.credential.expires_at
+    row: dict[str, Any] = {
+        "server": current.server,
+        "email": me["user"]["email"],
+        "role": me["user"]["role"],
+        "organization": me.get("org_name", ""),
+        "organization_id": me["org_id"],
+        "login": current.credential.kind,
+        "expires_at": expires.isoformat() if expires else None,
+    }
+    if output is not Format.table:
+        app.output.document(row, output)
+        return
+    for key, value in row.items():
+        shown = ago_until(expires) if key == "expires_at" else value
+        app.output.say(f"{key.replace('_', ' ').capitalize() + ':':<17}{shown}")
+
+
+def server_list(ctx: typer.Context, output: OutputOption = Format.table) -> None:
+    """List your logins; * marks the current server.
+
+    Example:
+      kubegate server list
+    """
+    app = application(ctx)
+    config = app.config()
+    rows = [
+        {
+            "current": server == config.current,
+            "server": server,
+            "email": one.email,
+            "organization": one.org_name,
+            "role": one.role,
+            "cluster": one.cluster.name if one.cluster else None,
+            "expires_at": (
+                one.credential.expires_at.isoformat() if one.credential.expires_at else None
+            ),
+        }
+        for server, one in sorted(config.logins.items())
+    ]
+    columns = [
+        Column("", "current", lambda v: "*" if v else ""),
+        Column("server", "server"),
+        Column("user", "email"),
+        Column("organization", "organization"),
+        Column("cluster", "cluster", lambda v: v or "-"),
+        Column("expires", "expires_at", lambda v: ago(v) if v else "never"),
+    ]
+    app.output.listing(rows, columns, output, empty="No logins; run: kubegate login SERVER")
+
+
+def server_use(
+    ctx: typer.Context,
+    server: Annotated[str, typer.Argument(help="A server from `kubegate server list`.")],
+) -> None:
+    """Make another logged-in server the current one.
+
+    Example:
+      kubegate server use https://kubegate.example.com:8443
+    """
+    app = application(ctx)
+    url = normalise_server(server)
+    with config_store.updating(app.config_path) as box:
+        chosen = box[0].logins.get(url)
+        if chosen is None:
+            app.output.fail(f"not logged in to {url}; run: kubegate login {url}")
+        box[0] = box[0].with_login(chosen, make_current=True)
+    app.output.say(f"Current server: {url} ({chosen.email}).")

@@ -1,0 +1,182 @@
+"""The member's daily path with the CLI: log in, add a context, run plain kubectl for weeks.
+
+One ``kubegate server`` (TLS, kube tokens living 20 s so that renewal happens within a
+test) and one agent serve the module; each test makes its own member with a grant on its
+own namespace, a private home for ``kubegate`` (``Cli``) and runs both kubectl clients.
+kubectl runs the exec plugin with the test user's environment, so the plugin reads that
+user's login and token cache.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from lightkube import Client
+
+from testenv.controlplane import Credentials
+from tests.fixtures.cli import Cli
+from tests.fixtures.gateway import Deployment, running_deployment, wait_for
+from tests.fixtures.kube import Kubectl, LineReader, MakePod, stop
+
+pytestmark = pytest.mark.e2e
+
+TOKEN_SECONDS = 10
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, kube_credentials: Credentials, kube_admin: Client
+) -> Iterator[Deployment]:
+    with running_deployment(
+        tmp_path_factory.mktemp("gateway"),
+        kube_credentials,
+        kube_admin,
+        server_env={"KUBEGATE_KUBE_TOKEN_TTL_SECONDS": str(TOKEN_SECONDS)},
+    ) as deployment:
+        yield deployment
+
+
+@dataclass
+class Member:
+    email: str
+    cli: Cli
+    grant: dict[str, object]
+
+    def kubectl(self, kubectl: Kubectl, *args: str) -> subprocess.CompletedProcess[str]:
+        """kubectl on the member's default kubeconfig, with the member's environment."""
+        return kubectl.run(*args, kubeconfig=self.cli.kubeconfig, env=self.cli.env)
+
+    def cached_tokens(self) -> list[dict[str, str]]:
+        cache = self.cli.home / ".cache" / "kubegate" / "kube-tokens"
+        return [json.loads(path.read_text()) for path in sorted(cache.glob("*.json"))]
+
+
+def new_member(gateway: Deployment, tmp_path: Path, role: str, namespace: str | None) -> Member:
+    """A member with an applied grant, logged in with the CLI over pinned TLS."""
+    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
+    password = uuid.uuid4().hex
+    gateway.server.add_member(gateway.token, email, password)
+    grant = gateway.grant(email, role, namespace)
+    gateway.wait_status(grant["id"], "applied")
+    cli = Cli(tmp_path / "home")
+    server = gateway.server
+    cli.ok(
+        "login", server.url, "--email", email, "--password-stdin",
+        "--certificate-authority", str(server.ca_file),
+        input=password,
+    )  # fmt: skip
+    return Member(email, cli, grant)
+
+
+@pytest.fixture
+def editor(gateway: Deployment, namespace: str, tmp_path: Path) -> Member:
+    return new_member(gateway, tmp_path, "edit", namespace)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"kubectl failed ({result.returncode}): {result.stderr}"
+    return result.stdout
+
+
+def test_login_add_use_then_get_logs_and_exec_work(
+    kubectl: Kubectl, gateway: Deployment, editor: Member, namespace: str, make_pod: MakePod
+) -> None:
+    make_pod("web", log_lines=["hello from kwok"])
+    name = gateway.cluster["name"]
+    added = editor.cli.run("cluster", "kubeconfig", "add", "--cluster", name, "--use")
+    assert added.returncode == 0, added.stderr
+    assert f"Added context kubegate-{name}" in added.stdout
+    # A namespace grant: the context defaults to that namespace, and says so.
+    assert f"is for namespace {namespace}: the context defaults to it" in added.stderr
+    assert ok(editor.kubectl(kubectl, "config", "current-context")).strip() == f"kubegate-{name}"
+    pods = ok(editor.kubectl(kubectl, "get", "pods"))
+    assert re.search(r"^web\s+1/1\s+Running", pods, re.M), pods
+    assert "hello from kwok" in ok(editor.kubectl(kubectl, "logs", "web"))
+    assert ok(editor.kubectl(kubectl, "exec", "web", "--", "echo", "through kubegate")) == (
+        "through kubegate\n"
+    )
+    follow = kubectl.popen(
+        "logs", "-f", "web", kubeconfig=editor.cli.kubeconfig, env=editor.cli.env
+    )
+    try:
+        LineReader(follow).wait_for("hello from kwok")
+    finally:
+        stop(follow)
+
+
+def test_the_exec_plugin_renews_an_expired_token_without_kubectl_noticing(
+    kubectl: Kubectl, gateway: Deployment, editor: Member, namespace: str
+) -> None:
+    editor.cli.ok("cluster", "kubeconfig", "add", "--cluster", gateway.cluster["name"], "--use")
+    ok(editor.kubectl(kubectl, "get", "configmaps"))
+    (first,) = editor.cached_tokens()
+    expires = dt.datetime.fromisoformat(first["expires_at"])
+    wait_for(
+        lambda: dt.datetime.now(dt.UTC) > expires,
+        timeout=TOKEN_SECONDS + 10,
+        what="the first kube token to expire",
+    )
+    assert "kube-root-ca.crt" in ok(editor.kubectl(kubectl, "get", "configmaps"))
+    (second,) = editor.cached_tokens()
+    assert second["token"] != first["token"]
+
+
+def test_an_embedded_token_works_until_it_expires(
+    kubectl: Kubectl, gateway: Deployment, editor: Member, namespace: str, tmp_path: Path
+) -> None:
+    printed = editor.cli.ok(
+        "cluster", "kubeconfig", "add", "--cluster", gateway.cluster["name"],
+        "--embed-token", "--print",
+    )  # fmt: skip
+    standalone = tmp_path / "standalone.kubeconfig"
+    standalone.write_text(printed)
+    assert not editor.cli.kubeconfig.exists()  # --print leaves the file alone
+    config = json.loads(
+        ok(kubectl.run("config", "view", "--raw", "-o", "json", kubeconfig=standalone))
+    )
+    (user,) = config["users"]
+    assert user["user"]["token"].startswith("kg_kube_")
+    ok(kubectl.run("get", "configmaps", "-n", namespace, kubeconfig=standalone))
+    minted = dt.datetime.now(dt.UTC)
+    wait_for(
+        lambda: dt.datetime.now(dt.UTC) > minted + dt.timedelta(seconds=TOKEN_SECONDS + 1),
+        timeout=TOKEN_SECONDS + 10,
+        what="the embedded token to expire",
+    )
+    expired = kubectl.run("get", "configmaps", "-n", namespace, kubeconfig=standalone)
+    assert expired.returncode != 0
+    assert "Unauthorized" in expired.stderr or "logged in" in expired.stderr, expired.stderr
+
+
+def test_an_expired_login_makes_kubectl_fail_saying_what_to_run(
+    kubectl: Kubectl, gateway: Deployment, editor: Member
+) -> None:
+    editor.cli.ok("cluster", "kubeconfig", "add", "--cluster", gateway.cluster["name"], "--use")
+    config = json.loads(editor.cli.config_file.read_text())
+    (login,) = config["servers"].values()
+    login["credential"]["expires_at"] = "2020-01-01T00:00:00+00:00"
+    editor.cli.config_file.write_text(json.dumps(config))
+    result = editor.kubectl(kubectl, "get", "configmaps")
+    assert result.returncode != 0
+    assert f"run: kubegate login {gateway.server.url}" in result.stderr, result.stderr
+
+
+def test_a_deleted_grant_makes_kubectl_fail_at_once(
+    kubectl: Kubectl, gateway: Deployment, editor: Member
+) -> None:
+    editor.cli.ok("cluster", "kubeconfig", "add", "--cluster", gateway.cluster["name"], "--use")
+    ok(editor.kubectl(kubectl, "get", "configmaps"))
+    gateway.delete_grant(str(editor.grant["id"]))
+    result = editor.kubectl(kubectl, "get", "configmaps")
+    assert result.returncode != 0
+    assert "You do not have access to this cluster" in result.stderr or (
+        "Unauthorized" in result.stderr
+    ), result.stderr
