@@ -1,4 +1,5 @@
-"""kubectl run as the demo user, each command and its output shown as a user would type it."""
+"""Commands run as the demo user (``kubegate``, ``kubectl``), each shown with its output as a
+user would type it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import shlex
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
@@ -24,20 +24,29 @@ class DemoFailed(KubegateError):
     """A step of the demo failed; the message names the step and where to look."""
 
 
-class DemoKubectl:
-    """Runs kubectl as the demo user through kubegate and shows each command and its output."""
+class DemoCommand:
+    """Runs one program (``kubectl``, ``kubegate``) as the demo user, with the user's
+    environment, and shows each command as ``shown`` followed by its arguments, and its output."""
 
-    def __init__(self, binary: Path, kubeconfig: Path, console: Console, look_at: str) -> None:
-        self.binary = binary
-        self.kubeconfig = kubeconfig
+    def __init__(
+        self,
+        argv: list[str],
+        shown: str,
+        env: dict[str, str],
+        console: Console,
+        look_at: str,
+    ) -> None:
+        self.argv = argv
+        self.shown = shown
+        self.env = env
         self.console = console
         self.look_at = look_at
 
     def _argv(self, args: tuple[str, ...]) -> list[str]:
-        return [str(self.binary), "--kubeconfig", str(self.kubeconfig), *args]
+        return [*self.argv, *args]
 
     def _show_command(self, args: tuple[str, ...]) -> str:
-        shown = shlex.join(["kubectl", "--kubeconfig", str(self.kubeconfig), *args])
+        shown = shlex.join([self.shown, *args])
         self.console.print(Text("$ ", style="bold green") + Text(shown, style="bold"))
         return shown
 
@@ -45,9 +54,10 @@ class DemoKubectl:
         for line in text.rstrip("\n").splitlines():
             self.console.print(Text(f"  {line}", style=style), highlight=False)
 
-    def run(self, *args: str) -> str:
-        """Run ``kubectl args`` to completion, show its output, answer stdout; raise
-        :class:`DemoFailed` with its stderr if it fails."""
+    def run(self, *args: str, stdin: str | None = None) -> str:
+        """Run the program with ``args`` to completion (``stdin`` fed to it), show its output
+        (stdout, then stderr dimmed), answer stdout; raise :class:`DemoFailed` with its stderr
+        if it fails."""
         shown = self._show_command(args)
         with self.console.status(f"running {shown} ..."):
             try:
@@ -56,7 +66,8 @@ class DemoKubectl:
                     capture_output=True,
                     text=True,
                     timeout=STEP_TIMEOUT,
-                    stdin=subprocess.DEVNULL,
+                    input=stdin or "",
+                    env=self.env,
                     check=False,
                 )
             except subprocess.TimeoutExpired as exc:
@@ -69,6 +80,7 @@ class DemoKubectl:
                 f"(see {self.look_at})"
             )
         self._show_output(result.stdout)
+        self._show_output(result.stderr, style="dim")
         return result.stdout
 
     def follow_logs(self, pod: FakePod, first_line: str) -> None:
@@ -78,6 +90,7 @@ class DemoKubectl:
         shown = self._show_command(args)
         proc = subprocess.Popen(
             self._argv(args),
+            env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -9,10 +9,12 @@ import secrets
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -25,7 +27,7 @@ from kubegate.errors import KubegateError
 from testenv.agent import AgentProcess
 from testenv.build import ensure_environment
 from testenv.controlplane import ControlPlane
-from testenv.demo.kubectl import STEP_TIMEOUT, DemoFailed, DemoKubectl
+from testenv.demo.kubectl import STEP_TIMEOUT, DemoCommand, DemoFailed
 from testenv.gateway import GatewayServer
 from testenv.pods import EchoServer, FakePod, create_fake_pod
 from testenv.system import kubectl_binaries
@@ -36,7 +38,8 @@ DEMO_POD_LOG = "hello from kubegate's demo pod"
 DEMO_USER = "dev@kubegate.local"
 DEMO_ROLE = "edit"  # view cannot exec; edit can
 EXEC_COMMAND = ("echo", "hello from kubegate")
-KUBE_TOKEN_MINUTES = 15  # the server's default kube_token_ttl_seconds
+KUBEGATE = Path(sys.executable).parent / "kubegate"
+"""The console script a user of the checkout runs (``.venv/bin/kubegate``)."""
 
 
 @contextlib.contextmanager
@@ -95,44 +98,60 @@ def _grant_and_wait(
     return f"applied by the agent in {time.monotonic() - started:.2f} s"
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by its owner only (it holds a bearer token)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    path.chmod(0o600)
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    """Where the demo user's kubegate login, token cache and kubeconfig live (in the demo's
+    directory, never the machine's own), and the environment that points there."""
+
+    home: Path
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.home / "kubeconfig"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "KUBEGATE_CONFIG_DIR": str(self.home / "kubegate"),
+            "KUBEGATE_CACHE_DIR": str(self.home / "cache"),
+        }
+
+    def export(self) -> str:
+        return "export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in self.env.items())
 
 
 def _kubectl_through_kubegate(
     gateway: GatewayServer,
-    cluster_id: str,
     password: str,
     pod: FakePod,
-    root: Path,
+    user: DemoUser,
     console: Console,
-) -> tuple[Path, str]:
-    """Log in as the demo user, download and write its kubeconfig, and run ``get pods``,
-    ``logs -f`` and ``exec`` through kubegate; answers the kubeconfig and the user's API token."""
-    look_at = f"{gateway.data_dir / 'server.log'} and {root / 'kubegate' / 'agent.log'}"
-    kubeconfig = root / "dev.kubeconfig"
-    with _step(f"logging in as {DEMO_USER} and downloading a kubeconfig", look_at):
-        token = gateway.login(DEMO_USER, password)
-        _write_private(kubeconfig, gateway.kubeconfig(token, cluster_id))
+) -> None:
+    """As the demo user: log in with the CLI, add the cluster's context, and run ``get pods``,
+    ``logs -f`` and ``exec`` through kubegate with plain kubectl (the exec plugin mints)."""
+    look_at = f"{gateway.data_dir / 'server.log'} and {user.home.parent / 'kubegate' / 'agent.log'}"
+    env = {**os.environ, **user.env}
     console.print()
-    console.print(
-        f"[bold]As {DEMO_USER}, through kubegate[/bold] (logged in with a password; "
-        f"kubeconfig from POST /api/v1/clusters/{cluster_id}/kubeconfig):"
-    )
-    kubectl = DemoKubectl(kubectl_binaries()["1.32"], kubeconfig, console, look_at)
+    console.print(f"[bold]As {DEMO_USER}, through kubegate[/bold]:")
+    kubegate = DemoCommand([str(KUBEGATE)], "kubegate", env, console, look_at)
+    kubectl = DemoCommand([str(kubectl_binaries()["1.32"])], "kubectl", env, console, look_at)
+    with _step(f"logging in as {DEMO_USER} with the kubegate CLI", look_at):
+        kubegate.run(
+            "login", gateway.url, "--email", DEMO_USER, "--password-stdin",
+            "--certificate-authority", str(gateway.ca_file),
+            stdin=password,
+        )  # fmt: skip
+        kubegate.run("cluster", "list")
+        kubegate.run("cluster", "kubeconfig", "add", "--cluster", "local", "--use")
     with _step(f"running kubectl as {DEMO_USER}", look_at):
-        pods = kubectl.run("get", "pods", "-n", DEMO_NAMESPACE)
+        pods = kubectl.run("get", "pods")
         if not any(line.split()[:1] == [DEMO_POD] for line in pods.splitlines()):
             raise DemoFailed(f"kubectl get pods did not list {DEMO_POD} (see {look_at})")
         kubectl.follow_logs(pod, DEMO_POD_LOG)
-        said = kubectl.run("exec", "-n", DEMO_NAMESPACE, DEMO_POD, "--", *EXEC_COMMAND)
+        said = kubectl.run("exec", DEMO_POD, "--", *EXEC_COMMAND)
         if said.strip() != EXEC_COMMAND[1]:
             raise DemoFailed(f"kubectl exec printed {said!r}, not {EXEC_COMMAND[1]!r}")
-    return kubeconfig, token
 
 
 def _print_summary(
@@ -212,39 +231,31 @@ def run_demo(stop: threading.Event, workdir: Path | None, console: Console) -> N
             ],
             [],
         )
-        dev_kubeconfig, dev_token = _kubectl_through_kubegate(
-            gateway, cluster["id"], password, pod, root, console
-        )
-        as_dev = f"KUBECONFIG={dev_kubeconfig} kubectl"
+        user = DemoUser(root / "dev")
+        _kubectl_through_kubegate(gateway, password, pod, user, console)
         admin_kubectl = f"kubectl --kubeconfig {creds.kubeconfig}"
         curl = f"curl --cacert {gateway.ca_file}"
-        expires = time.strftime("%H:%M", time.localtime(time.time() + KUBE_TOKEN_MINUTES * 60))
         exec_shown = shlex.join(EXEC_COMMAND)
         _print_summary(
             console,
             [],
             [
                 (
-                    f"Keep going as {DEMO_USER}, through kubegate (the kube token in "
-                    f"{dev_kubeconfig.name} lasts {KUBE_TOKEN_MINUTES} min, "
-                    f"until about {expires}):",
+                    f"Keep going as {DEMO_USER}, through kubegate (this shell's environment "
+                    "points kubectl and kubegate at the demo user's files; the exec plugin "
+                    "renews the kube token as it expires):",
                     [
-                        f"{as_dev} get pods -n {DEMO_NAMESPACE}",
-                        f"{as_dev} logs -f -n {DEMO_NAMESPACE} {DEMO_POD}",
-                        f"{as_dev} exec -n {DEMO_NAMESPACE} {DEMO_POD} -- {exec_shown}",
-                        f"{as_dev} exec -it -n {DEMO_NAMESPACE} {DEMO_POD} -- sh",
-                        f"{as_dev} auth can-i create rolebindings -n {DEMO_NAMESPACE}"
-                        "   # no: edit cannot grant access",
-                        f"{as_dev} get pods -n default   # forbidden: the grant is on "
+                        user.export(),
+                        "kubectl get pods",
+                        f"kubectl logs -f {DEMO_POD}",
+                        f"kubectl exec {DEMO_POD} -- {exec_shown}",
+                        f"kubectl exec -it {DEMO_POD} -- sh",
+                        f"kubectl auth can-i create rolebindings   # no: {DEMO_ROLE} cannot "
+                        "grant access",
+                        f"kubectl get pods -n default   # forbidden: the grant is on "
                         f"{DEMO_NAMESPACE} only",
-                    ],
-                ),
-                (
-                    "A fresh kubeconfig, with the user's API token:",
-                    [
-                        f"{curl} -X POST -H 'Authorization: Bearer {dev_token}' "
-                        f"{gateway.url}/api/v1/clusters/{cluster['id']}/kubeconfig "
-                        f"-o {dev_kubeconfig}"
+                        f"{KUBEGATE} whoami",
+                        f"{KUBEGATE} cluster kubeconfig list",
                     ],
                 ),
                 (

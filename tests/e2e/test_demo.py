@@ -59,10 +59,11 @@ def _shown_output(lines: list[str], command: str) -> list[str]:
     return shown
 
 
-def _run(command: str) -> subprocess.CompletedProcess[str]:
-    """Run a command the demo printed to copy: ``VAR=value`` prefixes become its environment."""
+def _run(command: str, exported: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command the demo printed to copy, in a shell that ran the printed ``export``
+    (``exported``); ``VAR=value`` prefixes become its environment too."""
     words = shlex.split(command, comments=True)
-    env = dict(os.environ)
+    env = {**os.environ, **(exported or {})}
     while "=" in words[0]:
         name, value = words.pop(0).split("=", 1)
         env[name] = value
@@ -96,29 +97,39 @@ def test_demo_runs_kubectl_through_kubegate_prints_working_commands_and_stops_on
         assert re.search(r"grant: +dev@kubegate.local edit on namespace demo: applied", output)
         assert "registered through the API" in output
 
-        # What the demo ran as the granted user, through kubegate, and showed.
-        pods = _shown_output(lines, "dev.kubeconfig get pods -n demo")
+        # What the demo ran as the granted user, with the CLI and kubectl, and showed.
+        logged_in = _shown_output(lines, "kubegate login https://127.0.0.1:")
+        assert any("Logged in to https://127.0.0.1:" in line for line in logged_in), output
+        listed = _shown_output(lines, "kubegate cluster list")
+        assert any(re.match(r"\*?\s*local\s+[0-9a-f]{32}\s+yes\s", line) for line in listed)
+        added = _shown_output(lines, "kubegate cluster kubeconfig add --cluster local --use")
+        assert any("Added context kubegate-local" in line for line in added), output
+        pods = _shown_output(lines, "kubectl get pods")
         assert any(re.match(r"hello\s+1/1\s+Running", line) for line in pods), output
-        followed = _shown_output(lines, "dev.kubeconfig logs -f -n demo hello")
+        followed = _shown_output(lines, "kubectl logs -f -n demo hello")
         assert followed[0] == "hello from kubegate's demo pod", output
         assert any(
             re.match(r"appended at .* while kubectl logs -f follows$", line) for line in followed
         ), output
-        said = _shown_output(lines, "dev.kubeconfig exec -n demo hello --")
+        said = _shown_output(lines, "kubectl exec hello --")
         assert said == ["hello from kubegate"], output
-        kubeconfig = re.search(r"--kubeconfig (/tmp/kubegate-demo-[^/ ]+/dev\.kubeconfig) ", output)
-        assert kubeconfig and Path(kubeconfig.group(1)).stat().st_mode & 0o777 == 0o600
 
-        # The commands printed to keep going work as printed.
+        # The commands printed to keep going work as printed, in one shell after the export.
         commands = [line.strip() for line in lines if line.startswith("  ")]
-        commands = [c for c in commands if c.startswith(("KUBECONFIG=", "kubectl", "curl"))]
-        as_dev = [c for c in commands if c.startswith("KUBECONFIG=")]
-        result = _run(next(c for c in as_dev if " get pods -n demo" in c))
+        export = next(c for c in commands if c.startswith("export KUBECONFIG="))
+        user_env = dict(word.split("=", 1) for word in shlex.split(export)[1:])
+        kubeconfig = Path(user_env["KUBECONFIG"])
+        assert kubeconfig.stat().st_mode & 0o777 == 0o600
+        as_dev = [c for c in commands if c.startswith("kubectl ")]
+        result = _run(next(c for c in as_dev if c == "kubectl get pods"), user_env)
         assert re.search(r"^hello\s+1/1\s+Running", result.stdout, re.M), result
-        result = _run(next(c for c in as_dev if " exec -n demo hello " in c))
+        result = _run(next(c for c in as_dev if c.startswith("kubectl exec hello ")), user_env)
         assert result.stdout == "hello from kubegate\n", result
-        result = _run(next(c for c in as_dev if " get pods -n default" in c))
+        result = _run(next(c for c in as_dev if " get pods -n default" in c), user_env)
         assert result.returncode != 0 and "forbidden" in result.stderr, result
+        whoami = next(c for c in commands if c.endswith("kubegate whoami"))
+        assert "dev@kubegate.local" in _run(whoami, user_env).stdout
+        commands = [c for c in commands if c.startswith(("kubectl", "curl"))]
         result = _run(next(c for c in commands if " auth can-i " in c and "--as" in c))
         assert result.stdout.strip() == "yes", result
         curl = next(c for c in commands if c.startswith("curl") and c.endswith("/clusters"))
