@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.results import machine, write_results
-from kubegate.cli import config_store, kube_token
+from kubegate.cli import config_store, kube_token, kube_token_mint
 from kubegate.cli.config_store import Config, Credential, Login, Trust
 from testenv.system import kubectl_binaries
 
@@ -57,16 +57,17 @@ def prepare(home: Path) -> dict[str, str]:
     )
     with config_store.updating(config_store.config_path(env)) as box:
         box[0] = Config().with_login(login, make_current=True)
-    token = kube_token.CachedToken(
+    token = kube_token_mint.CachedToken(
         token="kg_kube_bench",
         expires_at=now + dt.timedelta(hours=1),
         minted_at=now,
         server=f"https://kubegate.invalid:6443/clusters/{CLUSTER}",
         cluster_id=CLUSTER,
+        login=SERVER,
     )
     path = kube_token.cache_file(kube_token.cache_dir(env), SERVER, CLUSTER)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kube_token.write_cache(path, token)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    kube_token_mint.write_cache(path, token)
     return env
 
 
@@ -107,7 +108,7 @@ def main() -> None:
     kubectl = kubectl_binaries()["1.32"]
     with tempfile.TemporaryDirectory(prefix="kubegate-bench-plugin-") as home:
         env = prepare(Path(home))
-        plugin = [str(kubegate), "cluster", "kube-token", "--cluster", CLUSTER]
+        plugin = [str(kubegate), "cluster", "kube-token", "--server", SERVER, "--cluster", CLUSTER]
         out = subprocess.run(plugin, env=env, capture_output=True, text=True, check=True)
         assert json.loads(out.stdout)["status"]["token"] == "kg_kube_bench", out.stderr
         commands = {

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from lightkube import Client
 
+from kubegate.cli.kube_token_mint import CachedToken, read_cache
 from testenv.controlplane import Credentials
 from tests.fixtures.cli import Cli
 from tests.fixtures.gateway import Deployment, running_deployment, wait_for
@@ -54,9 +55,10 @@ class Member:
         """kubectl on the member's default kubeconfig, with the member's environment."""
         return kubectl.run(*args, kubeconfig=self.cli.kubeconfig, env=self.cli.env)
 
-    def cached_tokens(self) -> list[dict[str, str]]:
+    def cached_tokens(self) -> list[CachedToken]:
         cache = self.cli.home / ".cache" / "kubegate" / "kube-tokens"
-        return [json.loads(path.read_text()) for path in sorted(cache.glob("*.json"))]
+        found = [read_cache(str(path)) for path in sorted(cache.glob("*.token"))]
+        return [token for token in found if token is not None]
 
 
 def new_member(gateway: Deployment, tmp_path: Path, role: str, namespace: str | None) -> Member:
@@ -118,7 +120,7 @@ def test_the_exec_plugin_renews_an_expired_token_without_kubectl_noticing(
     editor.cli.ok("cluster", "kubeconfig", "add", "--cluster", gateway.cluster["name"], "--use")
     ok(editor.kubectl(kubectl, "get", "configmaps"))
     (first,) = editor.cached_tokens()
-    expires = dt.datetime.fromisoformat(first["expires_at"])
+    expires = first.expires_at
     wait_for(
         lambda: dt.datetime.now(dt.UTC) > expires,
         timeout=TOKEN_SECONDS + 10,
@@ -126,7 +128,7 @@ def test_the_exec_plugin_renews_an_expired_token_without_kubectl_noticing(
     )
     assert "kube-root-ca.crt" in ok(editor.kubectl(kubectl, "get", "configmaps"))
     (second,) = editor.cached_tokens()
-    assert second["token"] != first["token"]
+    assert second.token != first.token
 
 
 def test_an_embedded_token_works_until_it_expires(

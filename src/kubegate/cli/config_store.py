@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubegate.cli.server_url import normalise_server
+
 FORMAT_VERSION = 1
 
 
@@ -98,17 +100,6 @@ class Config:
         logins = {k: v for k, v in self.logins.items() if k != server}
         current = self.current if self.current != server else next(iter(sorted(logins)), None)
         return Config(logins, current)
-
-
-def normalise_server(url: str) -> str:
-    """The key a server URL is stored under: no trailing slash, scheme and host lowercase;
-    ``https://`` assumed when no scheme is given."""
-    url = url.strip().rstrip("/")
-    if "://" not in url:
-        url = f"https://{url}"
-    scheme, _, rest = url.partition("://")
-    host, slash, path = rest.partition("/")
-    return f"{scheme.lower()}://{host.lower()}{slash}{path}"
 
 
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -1,42 +1,38 @@
 """``kubegate cluster kube-token``: the exec credential plugin kubectl runs for every command.
 
-kubectl runs it once per invocation (and again when the token it got expires), so it is
-built for the warm path: read one small cache file, check the expiry, print an
-``ExecCredential`` (``client.authentication.k8s.io/v1``) — standard library only, no Typer,
-Rich, httpx or pydantic. Only the process that mints (once per token lifetime) imports
-httpx, through the CLI's :class:`~kubegate.cli.api.ApiClient`.
+kubectl runs it once per invocation (and again when the token it got expires), so its warm
+path — the contexts ``kubegate cluster kubeconfig add`` writes name ``--server`` and
+``--cluster``, and a token for them is in the cache, still fresh — is start-up cost of
+every kubectl command. That path imports nothing beyond what Python has loaded at start-up
+(``os``, ``sys``, ``time``; not even ``json``, ``datetime`` or ``pathlib``): it reads one
+small cache file and prints the ``ExecCredential`` stored in it. Everything else — reading
+the login, minting, the lock, checking ``KUBERNETES_EXEC_INFO`` in full — is the cold path
+in ``kube_token_mint.py``. ``docs/benchmarks.md`` has what each path costs.
 
-- The cache holds one token per (kubegate server, cluster) in
-  ``$XDG_CACHE_HOME/kubegate/kube-tokens/`` (``KUBEGATE_CACHE_DIR`` overrides), 0600, and is
-  reused until :func:`margin` before its expiry.
-- A mint happens under an ``flock`` on the cache file's ``.lock`` and re-reads the cache
-  once it holds it, so 40 kubectl processes started together mint once (kubelogin's
-  ``pkg/tokencache`` does the same).
-- It never prompts (kubectl shows its stderr and fails the command): with no valid login it
-  says ``run: kubegate login <server>`` and exits 1.
-- ``KUBERNETES_EXEC_INFO`` (``provideClusterInfo: true``) names the server kubectl is
-  talking to; a token is only handed to the cluster URL kubegate minted it for.
+The cache holds one token per (kubegate server, cluster) in
+``$XDG_CACHE_HOME/kubegate/kube-tokens/`` (``KUBEGATE_CACHE_DIR`` overrides), one file each,
+0600, written atomically; its format is :data:`MAGIC`, then expiry and mint times (Unix
+seconds), the kubegate server, the cluster's proxy URL, the cluster id and the
+``ExecCredential`` as kubectl reads it, a line each.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import fcntl
-import hashlib
-import json
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TextIO
+import time
 
-from kubegate.cli import config_store
-from kubegate.cli.config_store import Login
+from kubegate.cli.server_url import normalise_server
 
-API_VERSION = "client.authentication.k8s.io/v1"
-TIMEOUT = 30.0
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from datetime import datetime
+    from typing import TextIO
+
+    from kubegate.cli.kube_token_mint import CachedToken
+
+MAGIC = "kubegate kube-token cache 1"
 USAGE = (
     "usage: kubegate cluster kube-token [--cluster NAME|ID] [--server URL]\n"
     "Print an ExecCredential for kubectl: a short-lived kube token for the cluster, cached\n"
@@ -51,35 +47,19 @@ class PluginError(Exception):
     """What kubectl shows the user: one line, already saying what to do."""
 
 
-@dataclass(frozen=True, slots=True)
 class Args:
-    cluster: str | None
-    server: str | None
+    """The plugin's arguments: ``--cluster`` and ``--server``, each optional."""
 
+    __slots__ = ("cluster", "server")
 
-@dataclass(frozen=True, slots=True)
-class CachedToken:
-    """A minted kube token as the cache keeps it; ``server`` is the cluster's proxy URL."""
-
-    token: str
-    expires_at: dt.datetime
-    minted_at: dt.datetime
-    server: str
-    cluster_id: str
-
-    def fresh(self, now: dt.datetime) -> bool:
-        return now < self.expires_at - margin(self.expires_at - self.minted_at)
-
-
-def margin(lifetime: dt.timedelta) -> dt.timedelta:
-    """How long before its expiry a token stops being reused: a quarter of its lifetime, at
-    most a minute (kubectl may run a long command on it; a 15-minute token is reused for 14)."""
-    return min(lifetime / 4, dt.timedelta(minutes=1))
+    def __init__(self, cluster: str | None = None, server: str | None = None) -> None:
+        self.cluster = cluster
+        self.server = server
 
 
 def parse_args(argv: Sequence[str]) -> Args:
-    """``--cluster`` and ``--server`` (``--flag value`` or ``--flag=value``); anything else
-    is a :class:`PluginError` quoting the usage."""
+    """``--flag value`` or ``--flag=value``; anything else is a :class:`PluginError` quoting
+    the usage (``-h``/``--help`` exits with it)."""
     values: dict[str, str] = {}
     items = list(argv)
     while items:
@@ -97,167 +77,83 @@ def parse_args(argv: Sequence[str]) -> Args:
     return Args(cluster=values.get("cluster"), server=values.get("server"))
 
 
-def cache_dir(environ: Mapping[str, str]) -> Path:
+def margin(lifetime: float) -> float:
+    """Seconds before its expiry a token stops being reused: a quarter of its lifetime, at
+    most a minute (kubectl may run a long command on it; a 15-minute token is reused for 14)."""
+    return min(lifetime / 4, 60.0)
+
+
+def cache_dir(environ: Mapping[str, str]) -> str:
     if environ.get("KUBEGATE_CACHE_DIR"):
-        return Path(environ["KUBEGATE_CACHE_DIR"]) / "kube-tokens"
-    base = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "kubegate" / "kube-tokens"
+        return os.path.join(environ["KUBEGATE_CACHE_DIR"], "kube-tokens")
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "kubegate", "kube-tokens")
 
 
-def cache_file(directory: Path, server: str, cluster: str) -> Path:
-    key = hashlib.sha256(f"{server}\n{cluster}".encode()).hexdigest()[:32]
-    return directory / f"{key}.json"
+def cache_file(directory: str, server: str, cluster: str) -> str:
+    """The cache file of (server, cluster): readable, and distinct for distinct keys (the
+    readable part is lossy, so a checksum of the exact key follows it)."""
+    key = f"{server}|{cluster}"
+    readable = "".join(c if c.isalnum() or c in ".-" else "_" for c in key)[:120]
+    checksum = 0
+    for byte in key.encode():  # FNV-1a, 32 bits: no hashlib import on the warm path
+        checksum = ((checksum ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return os.path.join(directory, f"{readable}-{checksum:08x}.token")
 
 
-def read_cache(path: Path) -> CachedToken | None:
-    """The cached token, or None when there is none or it cannot be read (then a mint
-    replaces it)."""
+def warm(path: str, environ: Mapping[str, str], now: float) -> str | None:
+    """The cached ``ExecCredential`` when the token is fresh and goes where kubectl is
+    sending it; None when the cold path must decide."""
     try:
-        raw = json.loads(path.read_bytes())
-        return CachedToken(
-            token=raw["token"],
-            expires_at=dt.datetime.fromisoformat(raw["expires_at"]),
-            minted_at=dt.datetime.fromisoformat(raw["minted_at"]),
-            server=raw["server"],
-            cluster_id=raw["cluster_id"],
-        )
-    except (OSError, ValueError, KeyError, TypeError):
+        with open(path, encoding="utf-8") as cached:
+            lines = cached.read().split("\n")
+        expires, minted = (float(v) for v in lines[1].split())
+    except (OSError, ValueError, IndexError):
         return None
-
-
-def write_cache(path: Path, token: CachedToken) -> None:
-    data = {
-        "token": token.token,
-        "expires_at": token.expires_at.isoformat(),
-        "minted_at": token.minted_at.isoformat(),
-        "server": token.server,
-        "cluster_id": token.cluster_id,
-    }
-    config_store.write_private(path, json.dumps(data))
-
-
-def exec_credential(token: CachedToken) -> str:
-    """The ``ExecCredential`` kubectl reads from stdout."""
-    expiry = token.expires_at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return json.dumps(
-        {
-            "apiVersion": API_VERSION,
-            "kind": "ExecCredential",
-            "status": {"token": token.token, "expirationTimestamp": expiry},
-        }
-    )
-
-
-def exec_info_server(environ: Mapping[str, str]) -> str | None:
-    """The cluster server kubectl is about to call, from ``KUBERNETES_EXEC_INFO``."""
-    raw = environ.get("KUBERNETES_EXEC_INFO")
-    if not raw:
+    if len(lines) < 6 or lines[0] != MAGIC or now >= expires - margin(expires - minted):
         return None
-    try:
-        server = json.loads(raw)["spec"]["cluster"]["server"]
-    except (ValueError, KeyError, TypeError):
+    info = environ.get("KUBERNETES_EXEC_INFO")
+    # kubectl writes the exec info as compact JSON (Go's encoding/json): the server is there
+    # exactly like this when it is ours. Anything else is the cold path's to parse and judge.
+    if info and f'"server":"{lines[3]}"' not in info:
         return None
-    return str(server).rstrip("/") if server else None
+    return lines[5] + "\n"
 
 
-def check_destination(token: CachedToken, wanted: str | None, login: str) -> None:
-    """Refuse to hand a token to a server other than the cluster URL it was minted for."""
-    if wanted is not None and wanted != token.server.rstrip("/"):
-        raise PluginError(
-            f"this kubeconfig context sends the token to {wanted}, but kubegate at {login} "
-            f"serves the cluster at {token.server}; run: kubegate cluster kubeconfig add"
-        )
+def get_token(
+    args: Args, environ: Mapping[str, str], now: float | datetime | None = None
+) -> CachedToken:
+    """A fresh token for the cluster: the cached one, or one minted under the cache lock
+    (the cold path; ``doctor`` uses this too). ``now``: Unix seconds or an aware datetime."""
+    from kubegate.cli.kube_token_mint import get_token as cold
 
-
-def get_token(args: Args, environ: Mapping[str, str], now: dt.datetime) -> CachedToken:
-    """A fresh token for the cluster: the cached one, or one minted under the cache lock."""
-    config = config_store.read(config_store.config_path(environ))
-    login = config.login(args.server)
-    if login is None:
-        target = args.server or "SERVER"
-        raise PluginError(f"not logged in to {target}; run: kubegate login {target}")
-    cluster = args.cluster or (login.cluster.id if login.cluster else None)
-    if not cluster:
-        raise PluginError(
-            "no cluster given and none selected; pass --cluster or run: "
-            "kubegate cluster select NAME"
-        )
-    wanted = exec_info_server(environ)
-    path = cache_file(cache_dir(environ), login.server, cluster)
-    cached = read_cache(path)
-    if cached is not None and cached.fresh(now):
-        check_destination(cached, wanted, login.server)
-        return cached
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with _locked(path.with_name(path.name + ".lock")):
-        cached = read_cache(path)  # another process may have minted while we waited
-        if cached is None or not cached.fresh(now):
-            cached = mint(login, cluster, now)
-            write_cache(path, cached)
-    check_destination(cached, wanted, login.server)
-    return cached
-
-
-def mint(login: Login, cluster: str, now: dt.datetime) -> CachedToken:
-    """``POST /api/v1/clusters/{id}/k8s-token`` with the login's credential (the cold path:
-    the only one that imports httpx)."""
-    if login.credential.expired(now):
-        raise PluginError(f"your kubegate login has expired; run: kubegate login {login.server}")
-    from kubegate.cli.api import ApiClient, ApiError
-    from kubegate.domain.access import CLUSTER_ID
-
-    try:
-        with ApiClient.of(login) as api:
-            cluster_id = cluster
-            if not CLUSTER_ID.fullmatch(cluster):
-                page = api.get("/api/v1/clusters", params={"name": cluster})
-                if not page["items"]:
-                    raise PluginError(
-                        f"kubegate at {login.server} has no cluster named {cluster!r}"
-                    )
-                cluster_id = str(page["items"][0]["id"])
-            answer = api.post(f"/api/v1/clusters/{cluster_id}/k8s-token", {})
-    except ApiError as exc:
-        raise PluginError(exc.message) from exc
-    try:
-        return CachedToken(
-            token=str(answer["token"]),
-            expires_at=dt.datetime.fromisoformat(str(answer["expires_at"])),
-            minted_at=now,
-            server=str(answer["server"]),
-            cluster_id=str(answer["cluster_id"]),
-        )
-    except (KeyError, ValueError, TypeError) as exc:
-        raise PluginError(
-            f"kubegate at {login.server} answered a token kubectl cannot use"
-        ) from exc
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    if now is None:
+        now = time.time()
+    elif not isinstance(now, int | float):
+        now = now.timestamp()
+    return cold(args, environ, now)
 
 
 def main(argv: Sequence[str], environ: Mapping[str, str], out: TextIO, err: TextIO) -> int:
     """Run the plugin; the exit status (0: an ExecCredential is on ``out``)."""
     try:
-        token = get_token(parse_args(argv), environ, dt.datetime.now(dt.UTC))
+        args = parse_args(argv)
+        if args.server and args.cluster:
+            server = normalise_server(args.server)
+            found = warm(cache_file(cache_dir(environ), server, args.cluster), environ, time.time())
+            if found is not None:
+                out.write(found)
+                return 0
+        from kubegate.cli.kube_token_mint import exec_credential
+
+        out.write(exec_credential(get_token(args, environ)) + "\n")
+        return 0
     except PluginError as exc:
-        err.write(f"kubegate: {exc}\n")
-        return 1
-    except config_store.StoreError as exc:
         err.write(f"kubegate: {exc}\n")
         return 1
     except OSError as exc:
         err.write(f"kubegate: cannot use the token cache: {exc.strerror or exc}\n")
         return 1
-    out.write(exec_credential(token) + "\n")
-    return 0
 
 
 def run() -> None:

@@ -19,11 +19,12 @@ from typing import Annotated, Any
 
 import typer
 
-from kubegate.cli import config_store
+from kubegate.cli import config_store, kube_token_mint
 from kubegate.cli.api import ApiClient, ApiError
 from kubegate.cli.application import Application, application
-from kubegate.cli.config_store import Credential, Login, Trust, normalise_server
+from kubegate.cli.config_store import Credential, Login, Trust
 from kubegate.cli.output import OUTPUT_HELP, Column, Format, ago
+from kubegate.cli.server_url import normalise_server
 
 OutputOption = Annotated[Format, typer.Option("--output", "-o", help=OUTPUT_HELP)]
 ServerArgument = Annotated[
@@ -243,6 +244,7 @@ def logout(
                 app.output.note(f"warning: the server did not revoke it: {exc}")
         with config_store.updating(app.config_path) as box:
             box[0] = box[0].without(target.server)
+        kube_token_mint.forget_login(app.environ, target.server)
         app.output.say(f"Logged out of {target.server}.")
 
 

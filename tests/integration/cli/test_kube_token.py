@@ -5,13 +5,14 @@ Mints are counted in the server's database (one ``kube_tokens`` row per mint).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import subprocess
-from pathlib import Path
 
 from sqlalchemy import Engine
 
+from kubegate.cli.kube_token_mint import read_cache, write_cache
 from tests.fixtures.access import (
     MEMBER_EMAIL,
     MEMBER_PASSWORD,
@@ -53,7 +54,7 @@ def test_the_plugin_prints_an_exec_credential_and_reuses_it_from_the_cache(
     assert by_name["token"].startswith("kg_kube_")
     # One mint for the id (the selected cluster's key), one for the name's own cache entry.
     assert len(kube_token_rows(db, cluster_id=cluster_id)) == 2
-    cache = list((cli.home / ".cache" / "kubegate" / "kube-tokens").glob("*.json"))
+    cache = list((cli.home / ".cache" / "kubegate" / "kube-tokens").glob("*.token"))
     assert len(cache) == 2
     assert all(path.stat().st_mode & 0o777 == 0o600 for path in cache)
 
@@ -86,11 +87,11 @@ def test_an_expired_cache_entry_is_replaced_by_a_new_mint(
 ) -> None:
     cluster_id = member_cli(cli, api, member)
     first = credential(cli.ok("cluster", "kube-token"))
-    (entry,) = (cli.home / ".cache" / "kubegate" / "kube-tokens").glob("*.json")
-    cached = json.loads(entry.read_text())
+    (entry,) = (cli.home / ".cache" / "kubegate" / "kube-tokens").glob("*.token")
+    cached = read_cache(str(entry))
+    assert cached is not None and cached.token == first["token"]
     past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
-    cached["expires_at"] = past.isoformat()
-    entry.write_text(json.dumps(cached))
+    write_cache(str(entry), dataclasses.replace(cached, expires_at=past))
     second = credential(cli.ok("cluster", "kube-token"))
     assert second["token"] != first["token"]
     assert len(kube_token_rows(db, cluster_id=cluster_id)) == 2
@@ -139,11 +140,26 @@ def test_a_token_goes_only_to_the_cluster_url_it_was_minted_for(
     assert result.returncode == 1 and result.stdout == ""
     assert "sends the token to https://attacker.example.com" in result.stderr
     right = json.loads(cli.ok("cluster", "kube-token"))["status"]
-    server = next(iter(Path(cli.home / ".cache" / "kubegate" / "kube-tokens").glob("*.json")))
-    info["spec"]["cluster"]["server"] = json.loads(server.read_text())["server"]  # type: ignore[index]
+    (entry,) = (cli.home / ".cache" / "kubegate" / "kube-tokens").glob("*.token")
+    cached = read_cache(str(entry))
+    assert cached is not None
+    info["spec"]["cluster"]["server"] = cached.server  # type: ignore[index]
     assert (
         credential(
             cli.run("cluster", "kube-token", env={"KUBERNETES_EXEC_INFO": json.dumps(info)}).stdout
         )
         == right
     )
+
+
+def test_logout_forgets_the_cached_tokens_of_that_server(
+    cli: Cli, api: Api, member: tuple[str, str]
+) -> None:
+    member_cli(cli, api, member)
+    cli.ok("cluster", "kube-token")
+    cache = cli.home / ".cache" / "kubegate" / "kube-tokens"
+    assert len(list(cache.glob("*.token"))) == 1
+    cli.ok("logout")
+    assert list(cache.glob("*.token")) == []
+    result = cli.run("cluster", "kube-token", "--server", api.url, "--cluster", "prod")
+    assert result.returncode == 1 and "run: kubegate login" in result.stderr
