@@ -22,6 +22,7 @@ import pytest
 from lightkube import Client
 
 from kubegate.cli.kube_token_mint import CachedToken, read_cache
+from kubegate.cli.login import fingerprint
 from testenv.controlplane import Credentials
 from tests.fixtures.cli import Cli
 from tests.fixtures.gateway import Deployment, running_deployment, wait_for
@@ -182,3 +183,54 @@ def test_a_deleted_grant_makes_kubectl_fail_at_once(
     assert "You do not have access to this cluster" in result.stderr or (
         "Unauthorized" in result.stderr
     ), result.stderr
+
+
+def test_login_pins_the_servers_ca_only_once_its_fingerprint_is_accepted(
+    gateway: Deployment, tmp_path: Path
+) -> None:
+    server = gateway.server
+    expected = fingerprint(server.ca_file.read_text())
+    cli = Cli(tmp_path / "home")
+    argv = ["login", server.url, "--email", server.admin_email, "--password-stdin"]
+    refused = cli.fails(*argv, input=server.admin_password)
+    assert f"SHA-256 fingerprint: {expected}" in refused
+    assert f"pass --ca-fingerprint {expected}" in refused
+    assert not cli.config_file.exists()
+    wrong = cli.fails(*argv, "--ca-fingerprint", "AB:" * 31 + "AB", input=server.admin_password)
+    assert f"the server's CA has fingerprint {expected}" in wrong
+    cli.ok(
+        *argv, "--ca-fingerprint", expected.replace(":", "").lower(), input=server.admin_password
+    )
+    (login,) = json.loads(cli.config_file.read_text())["servers"].values()
+    assert login["tls"]["ca_pem"] == server.ca_file.read_text()
+    assert cli.json("whoami")["email"] == server.admin_email
+
+
+def test_an_admin_grants_waits_until_applied_and_revokes_by_email(
+    gateway: Deployment, tmp_path: Path
+) -> None:
+    server = gateway.server
+    email = f"u-{uuid.uuid4().hex[:10]}@example.com"
+    server.add_member(gateway.token, email, uuid.uuid4().hex)
+    admin = Cli(tmp_path / "admin")
+    admin.ok(
+        "login", server.url, "--email", server.admin_email, "--password-stdin",
+        "--certificate-authority", str(server.ca_file),
+        input=server.admin_password,
+    )  # fmt: skip
+    name = gateway.cluster["name"]
+    before = set(gateway.owned_bindings())
+    said = admin.ok("cluster", "access", "grant", email, "--cluster", name)
+    assert said.startswith(f"Granted: view on cluster of {name} to {email}")
+    admin.ok("cluster", "access", "grant", email, "--role", "edit", "-n", "default", "-c", name)
+    made = set(gateway.owned_bindings()) - before
+    assert len(made) == 2  # applied means the bindings exist
+    statuses = {g["role"]: g["status"] for g in admin.json("cluster", "access", "list", "-c", name)
+                if g["user_email"] == email}  # fmt: skip
+    assert statuses == {"view": "applied", "edit": "applied"}
+    said = admin.ok("cluster", "access", "revoke", email, "--cluster", name)
+    assert f"Revoked 2 grant(s) of {email} on {name}" in said
+    wait_for(
+        lambda: not made & set(gateway.owned_bindings()),
+        what="the member's bindings to be removed from the cluster",
+    )

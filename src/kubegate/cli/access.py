@@ -82,7 +82,9 @@ def access_grant(
     role: Annotated[Role, typer.Option(help="The Kubernetes role granted.")] = Role.VIEW,
     namespace: Annotated[
         str | None,
-        typer.Option(help="Grant it in this namespace only (default: cluster-wide)."),
+        typer.Option(
+            "--namespace", "-n", help="Grant it in this namespace only (default: cluster-wide)."
+        ),
     ] = None,
     cluster: ClusterOption = None,
     wait: Annotated[

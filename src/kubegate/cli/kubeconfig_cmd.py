@@ -94,7 +94,10 @@ def add(
         bool, typer.Option("--use", help="Make the context current (single cluster only).")
     ] = False,
     namespace: Annotated[
-        str | None, typer.Option(help="The context's default namespace.", show_default=False)
+        str | None,
+        typer.Option(
+            "--namespace", "-n", help="The context's default namespace.", show_default=False
+        ),
     ] = None,
     print_only: Annotated[
         bool,
