@@ -113,15 +113,16 @@ def access_grant(
             "POST", f"/api/v1/clusters/{target['id']}/access/grants", body=body
         )
         what = f"{grant['role']} on {scope_text(grant)} of {target['name']} to {email}"
-        if status == 200:
-            app.output.note(f"{email} already holds {grant['role']} on {scope_text(grant)}.")
         if wait and grant["status"] != "applied":
             grant = wait_applied(app, api, target, grant, timeout)
     if output is not Format.table:
         app.output.document(grant, output)
-    elif status != 200 or wait:
-        state = "granted" if grant["status"] == "applied" else f"granted ({grant['status']})"
-        app.output.say(f"{state.capitalize()}: {what} (grant {grant['id']}).")
+        return
+    shown = "" if grant["status"] == "applied" else f", {grant['status']}"
+    if status == 200:
+        app.output.say(f"Already granted: {what} (grant {grant['id']}{shown}); nothing changed.")
+    else:
+        app.output.say(f"Granted: {what} (grant {grant['id']}{shown}).")
 
 
 def wait_applied(
