@@ -50,8 +50,11 @@ def access_list(
     Admins see every grant; members see their own.
 
     Examples:
-      kubegate cluster access list --cluster prod
-      kubegate cluster access list -o json
+
+    ```
+    kubegate cluster access list --cluster prod
+    kubegate cluster access list -o json
+    ```
     """
     app = application(ctx)
     login = app.login()
@@ -98,9 +101,12 @@ def access_grant(
     Granting what the member already holds says so and succeeds.
 
     Examples:
-      kubegate cluster access grant ada@example.com --cluster prod
-      kubegate cluster access grant bob@example.com --role edit --namespace dev
-      kubegate cluster access grant ci@example.com --role admin --no-wait
+
+    ```
+    kubegate cluster access grant ada@example.com --cluster prod
+    kubegate cluster access grant bob@example.com --role edit --namespace dev
+    kubegate cluster access grant ci@example.com --role admin --no-wait
+    ```
     """
     app = application(ctx)
     login = app.login()
@@ -182,9 +188,12 @@ def access_revoke(
     Tokens already minted stop working at once.
 
     Examples:
-      kubegate cluster access revoke ada@example.com --cluster prod
-      kubegate cluster access revoke 3f2c...e9 --cluster prod
-      kubegate cluster access revoke --all --cluster prod --yes
+
+    ```
+    kubegate cluster access revoke ada@example.com --cluster prod
+    kubegate cluster access revoke 3f2c...e9 --cluster prod
+    kubegate cluster access revoke --all --cluster prod --yes
+    ```
     """
     app = application(ctx)
     if (target is None) == (not all_grants):

@@ -31,6 +31,7 @@ app = typer.Typer(
     "Start with: kubegate login SERVER, then kubegate cluster kubeconfig add --use.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 
 
@@ -41,7 +42,14 @@ def _root(ctx: typer.Context) -> None:
 
 @app.command()
 def version() -> None:
-    """Print kubegate's version."""
+    """Print kubegate's version.
+
+    Example:
+
+    ```
+    kubegate version
+    ```
+    """
     typer.echo(__version__)
 
 
@@ -50,11 +58,7 @@ app.command()(login.logout)
 app.command()(login.whoami)
 app.command()(run.agent)
 
-server_app = typer.Typer(
-    name="server",
-    help="Run the kubegate server (no subcommand), or manage the servers you are logged in to.",
-    invoke_without_command=True,
-)
+server_app = typer.Typer(name="server", invoke_without_command=True)  # help: run.server's
 server_app.callback()(run.server)
 server_app.command("list")(login.server_list)
 server_app.command("use")(login.server_use)

@@ -54,8 +54,11 @@ def cluster_list(ctx: typer.Context, output: OutputOption = Format.table) -> Non
     """List the clusters of your organisation, whether they are online, and your access.
 
     Examples:
-      kubegate cluster list
-      kubegate cluster list -o json
+
+    ```
+    kubegate cluster list
+    kubegate cluster list -o json
+    ```
     """
     app = application(ctx)
     login = app.login()
@@ -84,7 +87,10 @@ def cluster_select(
     """Make a cluster the default for every --cluster on the current server.
 
     Example:
-      kubegate cluster select prod
+
+    ```
+    kubegate cluster select prod
+    ```
     """
     app = application(ctx)
     login = app.login()
@@ -113,7 +119,10 @@ def cluster_kube_token(
     valid login it says what to run, on stderr, and exits 1.
 
     Example:
-      kubegate cluster kube-token --cluster prod
+
+    ```
+    kubegate cluster kube-token --cluster prod
+    ```
     """
     argv = [*(["--cluster", cluster] if cluster else []), *(["--server", server] if server else [])]
     raise typer.Exit(kube_token.main(argv, os.environ, sys.stdout, sys.stderr))

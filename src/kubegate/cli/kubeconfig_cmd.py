@@ -124,13 +124,16 @@ def add(
 ) -> None:
     """Add (or update) a kubegate context for a cluster in your kubeconfig.
 
-    Only kubegate's own entries (named kubegate-<cluster>) are touched; current-context
+    Only kubegate's own entries (named kubegate-CLUSTER) are touched; current-context
     changes only with --use.
 
     Examples:
-      kubegate cluster kubeconfig add --cluster prod --use
-      kubegate cluster kubeconfig add --all
-      kubegate cluster kubeconfig add --cluster prod --embed-token --print > prod.kubeconfig
+
+    ```
+    kubegate cluster kubeconfig add --cluster prod --use
+    kubegate cluster kubeconfig add --all
+    kubegate cluster kubeconfig add --cluster prod --embed-token --print > prod.kubeconfig
+    ```
     """
     app = application(ctx)
     if use and every:
@@ -240,8 +243,11 @@ def remove(
     Works offline: the file says which contexts are kubegate's.
 
     Examples:
-      kubegate cluster kubeconfig remove --cluster prod
-      kubegate cluster kubeconfig remove --all
+
+    ```
+    kubegate cluster kubeconfig remove --cluster prod
+    kubegate cluster kubeconfig remove --all
+    ```
     """
     app = application(ctx)
     path = kubeconfig_file.target_path(kubeconfig, app.environ, Path.home())
@@ -278,7 +284,10 @@ def list_contexts(
     """List the kubegate contexts in your kubeconfig, and whether their cluster still exists.
 
     Example:
-      kubegate cluster kubeconfig list
+
+    ```
+    kubegate cluster kubeconfig list
+    ```
     """
     app = application(ctx)
     path = kubeconfig_file.target_path(kubeconfig, app.environ, Path.home())

@@ -161,9 +161,12 @@ def login(
     """Sign in to a kubegate server and make it the current one.
 
     Examples:
-      kubegate login https://kubegate.example.com:8443
-      echo "$PASSWORD" | kubegate login https://kg:8443 --email me@example.com --password-stdin
-      echo "$KUBEGATE_TOKEN" | kubegate login https://kg:8443 --token-stdin
+
+    ```
+    kubegate login https://kubegate.example.com:8443
+    echo "$PASSWORD" | kubegate login https://kg:8443 --email me@example.com --password-stdin
+    echo "$KUBEGATE_TOKEN" | kubegate login https://kg:8443 --token-stdin
+    ```
     """
     app = application(ctx)
     config = app.config()
@@ -228,9 +231,12 @@ def logout(
     """Revoke this machine's login on the server and forget it.
 
     Examples:
-      kubegate logout
-      kubegate logout https://kubegate.example.com:8443
-      kubegate logout --all
+
+    ```
+    kubegate logout
+    kubegate logout https://kubegate.example.com:8443
+    kubegate logout --all
+    ```
     """
     app = application(ctx)
     config = app.config()
@@ -252,7 +258,10 @@ def whoami(ctx: typer.Context, output: OutputOption = Format.table) -> None:
     """Show who you are on the current server and when the login expires.
 
     Example:
-      kubegate whoami -o json
+
+    ```
+    kubegate whoami -o json
+    ```
     """
     app = application(ctx)
     current = app.login()
@@ -280,7 +289,10 @@ def server_list(ctx: typer.Context, output: OutputOption = Format.table) -> None
     """List your logins; * marks the current server.
 
     Example:
-      kubegate server list
+
+    ```
+    kubegate server list
+    ```
     """
     app = application(ctx)
     config = app.config()
@@ -316,7 +328,10 @@ def server_use(
     """Make another logged-in server the current one.
 
     Example:
-      kubegate server use https://kubegate.example.com:8443
+
+    ```
+    kubegate server use https://kubegate.example.com:8443
+    ```
     """
     app = application(ctx)
     url = normalise_server(server)

@@ -39,6 +39,12 @@ def server(
     one-time password (or uses $KUBEGATE_BOOTSTRAP_ADMIN_PASSWORD). Settings:
     docs/configuration.md. `kubegate server list|use` manage the servers this CLI is
     logged in to.
+
+    Example:
+
+    ```
+    KUBEGATE_DATABASE_URL=postgresql://kubegate@db/kubegate kubegate server --port 8443
+    ```
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -114,6 +120,12 @@ def agent(
 
     Runs in the cluster (Deployment from `kubegate cluster install-manifest`) or anywhere
     with --kubeconfig. It only opens outbound connections; logs are JSON lines on stderr.
+
+    Example:
+
+    ```
+    kubegate agent --server https://kg.example.com:8443 --kubeconfig ~/.kube/config
+    ```
     """
     import uvloop
 
@@ -192,6 +204,12 @@ def install_manifest_command(
 
     Apply it with `kubegate cluster install-manifest NAME | kubectl apply -f -`. The output
     contains the cluster credential: do not commit it.
+
+    Example:
+
+    ```
+    kubegate cluster install-manifest prod --server https://kg.example.com:8443 | kubectl apply -f -
+    ```
     """
     from kubegate.agent.manifest import DEFAULT_IMAGE, install_manifest, render_yaml
     from kubegate.domain.access import dns1123_label_problem
