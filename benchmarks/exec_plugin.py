@@ -9,7 +9,8 @@ side, each a fresh process run ``--runs`` times in turn (so drift weighs on all 
   not set, as the console script starts it);
 - ``kubectl version --client``: kubectl's own start-up, the bar to meet;
 - ``kubegate cluster kube-token``: the console script with a fresh token in its cache;
-- the same, 40 at once (what 40 parallel ``kubectl`` calls make it do), wall time of all.
+- ``kubegate version``: any other command, which loads the Typer CLI;
+- the plugin 40 at once (what 40 parallel ``kubectl`` calls make it do), wall time of all.
 
 No server is needed: the login and the cached token are written into a temporary config
 and cache dir (a mint would go to the network; that is the cold path, once per token
@@ -116,6 +117,7 @@ def main() -> None:
             "python -c pass": [sys.executable, "-c", "pass"],
             "kubectl version --client": [str(kubectl), "version", "--client"],
             "kubegate cluster kube-token (warm)": plugin,
+            "kubegate version (the Typer CLI)": [str(kubegate), "version"],
         }
         samples: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.runs):

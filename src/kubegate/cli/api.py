@@ -3,19 +3,23 @@
 Every command talks to the server through :class:`ApiClient`; what can go wrong on the way
 (the server unreachable, its certificate not the pinned one, an error answer) becomes an
 :class:`ApiError` whose message a person can act on, with the HTTP status when there was
-one. Answers are plain JSON values: the CLI reads a few fields and prints them.
+one. Answers are plain JSON values: the CLI reads a few fields and prints them. httpx (and
+with it ``ssl``) is imported when the first client is made, not when the CLI starts: every
+command module imports this one, and ``kubegate --help`` should not wait for httpx.
 """
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from kubegate import __version__
 from kubegate.cli.config_store import Login, Trust
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
 
 TIMEOUT = 30.0
 USER_AGENT = f"kubegate-cli/{__version__}"
@@ -41,6 +45,8 @@ class ApiError(Exception):
 
 def ssl_context(trust: Trust) -> ssl.SSLContext:
     """Verification as the login pinned it: its CA only, the system's roots, or none."""
+    import ssl
+
     if trust.insecure:
         context = ssl.create_default_context()
         context.check_hostname = False
@@ -56,6 +62,8 @@ class ApiClient:
 
     def __init__(self, server: str, trust: Trust, token: str | None = None) -> None:
         self.server = server
+        import httpx
+
         headers = {"User-Agent": USER_AGENT}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -102,6 +110,8 @@ class ApiClient:
         params: Mapping[str, str] | None = None,
     ) -> tuple[int, Any]:
         """The status and the decoded JSON answer of a successful request (2xx)."""
+        import httpx
+
         try:
             response = self._client.request(
                 method, path, json=body, params=dict(params) if params else None
@@ -117,6 +127,8 @@ class ApiClient:
         raise self._error(response)
 
     def _unreachable(self, exc: httpx.ConnectError) -> str:
+        import ssl
+
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(exc):
             return (

@@ -15,19 +15,23 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kubegate.cli import kubeconfig_edit, kubeconfig_file
 from kubegate.cli.api import ApiClient, ApiError
 from kubegate.cli.application import Application, application
 from kubegate.cli.clusters import ClusterOption, all_clusters
 from kubegate.cli.config_store import Login
-from kubegate.cli.kubeconfig_edit import ExecAuth, ManagedEntry, TokenAuth
 from kubegate.cli.login import OutputOption, ago_until
 from kubegate.cli.output import Column, Format, ago
 from kubegate.domain.access import NO_ACCESS
+
+if TYPE_CHECKING:
+    from kubegate.cli.kubeconfig_edit import Document, ManagedEntry, RemoveResult
+
+# kubeconfig_edit and kubeconfig_file (ruamel.yaml) are imported by the commands that use
+# them, so that every other command starts without ruamel.
 
 KubeconfigOption = Annotated[
     Path | None,
@@ -135,6 +139,8 @@ def add(
     kubegate cluster kubeconfig add --cluster prod --embed-token --print > prod.kubeconfig
     ```
     """
+    from kubegate.cli import kubeconfig_edit, kubeconfig_file
+
     app = application(ctx)
     if use and every:
         app.output.fail("--use takes a single cluster, not --all")
@@ -173,7 +179,7 @@ def add(
         verb = "Updated" if result.replaced else "Added"
         current = " and made it current" if use else ""
         app.output.say(f"{verb} context {result.name} in {path}{current}.")
-        if isinstance(entry.auth, TokenAuth):
+        if isinstance(entry.auth, kubeconfig_edit.TokenAuth):
             app.output.note(
                 f"Its embedded token expires {ago_until(entry.auth.expires_at)}; run this "
                 "again for a new one."
@@ -194,6 +200,8 @@ def entry_for(
     insecure: bool,
 ) -> ManagedEntry:
     """What the kubeconfig gets for one cluster."""
+    from kubegate.cli.kubeconfig_edit import ExecAuth, ManagedEntry, TokenAuth
+
     if not cluster.get("server"):
         app.output.fail(f"the access gateway is disabled on {login.server}")
     auth: ExecAuth | TokenAuth
@@ -249,6 +257,8 @@ def remove(
     kubegate cluster kubeconfig remove --all
     ```
     """
+    from kubegate.cli import kubeconfig_edit, kubeconfig_file
+
     app = application(ctx)
     path = kubeconfig_file.target_path(kubeconfig, app.environ, Path.home())
     if every and cluster is not None:
@@ -259,7 +269,7 @@ def remove(
             app.output.fail("name what to remove: --cluster NAME|ID or --all")
         cluster = login.cluster.name
 
-    def change(doc: kubeconfig_edit.Document) -> list[kubeconfig_edit.RemoveResult]:
+    def change(doc: Document) -> list[RemoveResult]:
         found = kubeconfig_edit.managed(doc)
         names = [
             m.cluster_name
@@ -289,6 +299,8 @@ def list_contexts(
     kubegate cluster kubeconfig list
     ```
     """
+    from kubegate.cli import kubeconfig_edit, kubeconfig_file
+
     app = application(ctx)
     path = kubeconfig_file.target_path(kubeconfig, app.environ, Path.home())
     found = kubeconfig_edit.managed(kubeconfig_file.read(path))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import ssl
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +39,8 @@ ServerArgument = Annotated[
 def fingerprint(ca_pem: str) -> str:
     """The SHA-256 fingerprint of a PEM certificate's DER bytes, as ``openssl x509
     -fingerprint -sha256`` prints it (``AB:12:...``)."""
+    import ssl
+
     digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(ca_pem)).hexdigest().upper()
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 

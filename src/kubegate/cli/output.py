@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -61,7 +60,7 @@ class Output:
         if fmt is Format.json:
             self.out.print_json(json.dumps(list(rows), default=_json_default))
         elif fmt is Format.yaml:
-            self.raw(yaml.safe_dump(_plain(list(rows)), sort_keys=False))
+            self.raw(_yaml(list(rows)))
         elif not rows:
             self.err.print(empty)
         else:
@@ -75,7 +74,7 @@ class Output:
     def document(self, value: Mapping[str, Any], fmt: Format) -> None:
         """One object as JSON or YAML (``-o`` of a non-listing command)."""
         if fmt is Format.yaml:
-            self.raw(yaml.safe_dump(_plain(dict(value)), sort_keys=False))
+            self.raw(_yaml(dict(value)))
         else:
             self.out.print_json(json.dumps(value, default=_json_default))
 
@@ -119,6 +118,12 @@ def _json_default(value: object) -> str:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _yaml(value: Any) -> str:
+    import yaml  # only for -o yaml
+
+    return yaml.safe_dump(_plain(value), sort_keys=False)
 
 
 def _plain(value: Any) -> Any:

@@ -143,18 +143,6 @@ def test_a_path_that_cannot_be_read_is_refused(tmp_path: Path) -> None:
     assert not lock_path(path).exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_a_file_without_read_permission_is_refused_and_left_alone(tmp_path: Path) -> None:
-    path = tmp_path / "config"
-    path.write_text(OTHER)
-    path.chmod(0o200)
-    with pytest.raises(KubeconfigError, match="permission denied"):
-        edit(path, lambda doc: add(doc, entry(), use=False))
-    path.chmod(0o600)
-    assert path.read_text() == OTHER
-    assert not lock_path(path).exists()
-
-
 @pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
 def test_a_failing_change_leaves_the_file_and_releases_the_lock(
     tmp_path: Path, failure: type[BaseException]
