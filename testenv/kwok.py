@@ -37,16 +37,23 @@ def node() -> Manifest:
     }
 
 
-def pod(name: str, namespace: str, labels: dict[str, str] | None = None) -> Manifest:
-    """A pod bound to the kwok node (there is no scheduler) with one container."""
+def pod(
+    name: str,
+    namespace: str,
+    labels: dict[str, str] | None = None,
+    ports: tuple[int, ...] = (),
+) -> Manifest:
+    """A pod bound to the kwok node (there is no scheduler) with one container, declaring
+    ``ports`` as its ``containerPort``s (what ``kubectl port-forward pod/NAME`` and
+    ``kubegate doctor`` read)."""
+    container: Manifest = {"name": CONTAINER, "image": "kubegate.invalid/fake:1"}
+    if ports:
+        container["ports"] = [{"containerPort": port} for port in ports]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": labels or {"app": name}},
-        "spec": {
-            "nodeName": NODE_NAME,
-            "containers": [{"name": CONTAINER, "image": "kubegate.invalid/fake:1"}],
-        },
+        "spec": {"nodeName": NODE_NAME, "containers": [container]},
     }
 
 

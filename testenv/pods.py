@@ -78,7 +78,7 @@ def create_fake_pod(
     """Create a pod plus its kwok Logs, Attach, Exec and PortForward objects; wait until Running.
 
     ``exec`` runs commands on this machine in ``directory/<name>-work``; port ``pod_port`` of
-    the pod forwards to 127.0.0.1:``target_port``.
+    the pod (declared as its container's ``containerPort``) forwards to 127.0.0.1:``target_port``.
     """
     directory.mkdir(parents=True, exist_ok=True)
     log_file = directory / f"{name}.log"
@@ -95,7 +95,7 @@ def create_fake_pod(
     ):
         resource = KWOK_RESOURCES[manifest["kind"]]
         client.create(resource.from_dict(manifest))
-    client.create(Pod.from_dict(kwok.pod(name, namespace)))
+    client.create(Pod.from_dict(kwok.pod(name, namespace, ports=(pod_port,))))
     deadline = time.monotonic() + timeout
     while True:
         phase = client.get(Pod, name, namespace=namespace).status

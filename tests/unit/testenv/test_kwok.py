@@ -16,6 +16,12 @@ def test_pods_are_bound_to_the_kwok_node() -> None:
     assert pod["metadata"] == {"name": "web", "namespace": "ns1", "labels": {"app": "web"}}
 
 
+def test_a_pod_declares_the_ports_it_is_given() -> None:
+    assert "ports" not in kwok.pod("web", "ns1")["spec"]["containers"][0]
+    container = kwok.pod("web", "ns1", ports=(8080,))["spec"]["containers"][0]
+    assert container["ports"] == [{"containerPort": 8080}]
+
+
 def test_behaviour_objects_are_named_after_their_pod() -> None:
     objects = [
         kwok.logs("web", "ns1", "/tmp/web.log"),
