@@ -47,6 +47,11 @@ READ_SIZE = 64 * 1024
 # An upgraded connection's bytes go into the tunnel in pieces up to this (see the agent's
 # UPGRADED_READ).
 UPGRADED_READ = 256 * 1024
+CLIENT_GONE_GRACE = 2.0
+"""Seconds an upgraded stream's upstream may still take to end once the client's side of
+the connection ended. kubectl never half-closes (its streams end inside the protocol), so
+an EOF from it means it is gone: an attach or port-forward upstream that would otherwise
+run on would hold the stream, a per-identity stream slot and a kubelet session for ever."""
 
 
 class Forwarder:
@@ -276,7 +281,8 @@ class Forwarder:
         response: ProxiedResponse,
         outcome: Outcome,
     ) -> bool:
-        """After the upstream's 101: raw bytes both ways until the upstream ends."""
+        """After the upstream's 101: raw bytes both ways until the upstream ends, or until
+        :data:`CLIENT_GONE_GRACE` after the client's side ended."""
         outcome.status = 101
         switch = conn.http.switch(
             [
@@ -288,16 +294,33 @@ class Forwarder:
         await conn.write([switch])
         trailing = conn.http.trailing_data
         up = asyncio.ensure_future(self._client_to_tunnel(conn, stream, trailing, outcome))
+        down = asyncio.ensure_future(self._tunnel_to_client(conn, stream, outcome))
         try:
-            while chunk := await stream.receive():
-                outcome.bytes_out += len(chunk)
-                conn.writer.write(chunk)
-                await conn.writer.drain()
+            await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
+            if not down.done():  # the client's side ended first
+                await asyncio.wait((down,), timeout=CLIENT_GONE_GRACE)
+            if not down.done():
+                outcome.extra["closed"] = (
+                    f"the client went away; the upstream did not end within {CLIENT_GONE_GRACE:g} s"
+                )
+                await stream.cancel()
+            else:
+                down.result()  # the relay's own failure goes to the caller's handlers
         finally:
-            up.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await up
+            for task in (up, down):
+                task.cancel()
+            for task in (up, down):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         return False
+
+    async def _tunnel_to_client(
+        self, conn: ClientConnection, stream: TunnelStream, outcome: Outcome
+    ) -> None:
+        while chunk := await stream.receive():
+            outcome.bytes_out += len(chunk)
+            conn.writer.write(chunk)
+            await conn.writer.drain()
 
     async def _client_to_tunnel(
         self, conn: ClientConnection, stream: TunnelStream, first: bytes, outcome: Outcome

@@ -338,3 +338,36 @@ async def test_a_paused_reader_holds_the_agent_back_instead_of_filling_memory(
     # Bounded by flow control (4 MiB stream window, socket buffers), not by the 1 GiB offered.
     assert sent_while_paused < 64 * 1024 * 1024, sent_while_paused
     assert grown < 64 * 1024 * 1024, grown
+
+
+async def test_an_attach_whose_client_went_away_is_cancelled_at_the_agent(
+    api: Api, member: tuple[str, str]
+) -> None:
+    """An attach (or port-forward) upstream never ends by itself: when kubectl closes the
+    connection, the gateway must end the stream, or it holds a stream slot for ever."""
+    cluster_id, credential, token = await setup(api, member)
+    cut = asyncio.Event()
+
+    async def endless_attach(stream: TunnelStream) -> None:
+        await stream.respond(200, ((UPGRADE_HEADER, "SPDY/3.1"),))
+        await stream.wait_dead()
+        cut.set()
+
+    async with agent_connected(api.url, credential, proxied=endless_attach):
+        await wait_online(api, cluster_id, True)
+        host, port = api.proxy_url.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            (
+                f"POST /clusters/{cluster_id}/api/v1/namespaces/default/pods/web/attach"
+                f"?stdout=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+        )
+        async with asyncio.timeout(GUARD):
+            head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        writer.close()  # kubectl quits
+        await writer.wait_closed()
+        async with asyncio.timeout(GUARD):
+            await cut.wait()
