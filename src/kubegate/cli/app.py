@@ -1,7 +1,7 @@
 """The ``kubegate`` command line: the Typer app and its command groups.
 
 One module per command group (``login.py``, ``clusters.py``, ``access.py``,
-``kubeconfig_cmd.py``, ``run.py``), sharing an :class:`Application` for
+``kubeconfig_cmd.py``, ``doctor.py``, ``run.py``), sharing an :class:`Application` for
 output and logins. :func:`main` is where every expected failure becomes one line on stderr
 and a non-zero exit: no traceback reaches a user (``KUBEGATE_DEBUG=1`` shows one).
 """
@@ -14,7 +14,7 @@ import sys
 import typer
 
 from kubegate import __version__
-from kubegate.cli import access, clusters, kubeconfig_cmd, login, run
+from kubegate.cli import access, clusters, doctor, kubeconfig_cmd, login, run
 from kubegate.cli.api import ApiError
 from kubegate.cli.application import Application
 from kubegate.cli.config_store import StoreError
@@ -57,6 +57,7 @@ app.command()(login.login)
 app.command()(login.logout)
 app.command()(login.whoami)
 app.command()(run.agent)
+app.command()(doctor.doctor)
 
 server_app = typer.Typer(name="server", invoke_without_command=True)  # help: run.server's
 server_app.callback()(run.server)

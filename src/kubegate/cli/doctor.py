@@ -26,7 +26,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from kubegate.cli import config_store, kube_token, kubeconfig_cmd, kubeconfig_edit
+from kubegate.cli import config_store, kube_token, kubeconfig_cmd
 from kubegate.cli.api import ApiClient, ApiError
 from kubegate.cli.application import Application, application
 from kubegate.cli.clusters import ClusterOption
@@ -220,7 +220,9 @@ class Diagnosis:
         )
         with tempfile.TemporaryDirectory(prefix="kubegate-doctor-") as temp:
             kubeconfig = Path(temp) / "kubeconfig"
-            config_store.write_private(kubeconfig, kubeconfig_edit.standalone(entry))
+            from kubegate.cli.kubeconfig_edit import standalone  # ruamel: only when checking
+
+            config_store.write_private(kubeconfig, standalone(entry))
             kubectl = Kubectl(found, kubeconfig, self.app.environ)
             prefix = urlsplit(str(self.cluster.get("server") or "")).path
             checks = KubectlChecks(kubectl, asker, Path(temp), prefix)

@@ -19,8 +19,9 @@ from typing import Any
 from kubegate.cli.config_store import Trust
 from kubegate.cli.login import fingerprint
 from kubegate.cli.output import ago
+from kubegate.domain.access import Role
 
-ROLE_ORDER = ("view", "edit", "admin", "cluster-admin")
+ROLE_ORDER = tuple(role.value for role in Role)  # least to most
 
 
 class Status(enum.StrEnum):

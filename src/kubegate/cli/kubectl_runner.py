@@ -105,15 +105,10 @@ class Kubectl:
         self.kubeconfig = kubeconfig
         self.environ = {k: v for k, v in environ.items() if k != "KUBECONFIG"}
 
-    def _argv(self, args: Sequence[str]) -> list[str]:
-        return [self.binary, f"--kubeconfig={self.kubeconfig}", *args]
-
-    def run(
-        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = RUN_TIMEOUT
-    ) -> Finished:
-        """Run to completion (killed at ``timeout``)."""
-        proc = subprocess.Popen(
-            self._argv(args),
+    def _popen(self, args: Sequence[str], env: Mapping[str, str] | None) -> subprocess.Popen[str]:
+        """kubectl in a session of its own (so that its whole group can be signalled)."""
+        return subprocess.Popen(
+            [self.binary, f"--kubeconfig={self.kubeconfig}", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -122,6 +117,12 @@ class Kubectl:
             env={**self.environ, **(env or {})},
             start_new_session=True,
         )
+
+    def run(
+        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = RUN_TIMEOUT
+    ) -> Finished:
+        """Run to completion (killed at ``timeout``)."""
+        proc = self._popen(args, env)
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -133,16 +134,7 @@ class Kubectl:
     @contextlib.contextmanager
     def stream(self, *args: str, env: Mapping[str, str] | None = None) -> Iterator[Stream]:
         """Start a long-running kubectl; it is stopped and reaped when the block ends."""
-        proc = subprocess.Popen(
-            self._argv(args),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            env={**self.environ, **(env or {})},
-            start_new_session=True,
-        )
+        proc = self._popen(args, env)
         stream = Stream(proc)
         pumps = [
             threading.Thread(target=stream.pump, args=(pipe, into), daemon=True)
