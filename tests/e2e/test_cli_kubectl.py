@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import pty
 import re
 import subprocess
 import uuid
@@ -24,7 +26,7 @@ from lightkube import Client
 from kubegate.cli.kube_token_mint import CachedToken, read_cache
 from kubegate.cli.login import fingerprint
 from testenv.controlplane import Credentials
-from tests.fixtures.cli import Cli
+from tests.fixtures.cli import KUBEGATE, Cli
 from tests.fixtures.gateway import Deployment, running_deployment, wait_for
 from tests.fixtures.kube import Kubectl, LineReader, MakePod, stop
 
@@ -234,3 +236,27 @@ def test_an_admin_grants_waits_until_applied_and_revokes_by_email(
         lambda: not made & set(gateway.owned_bindings()),
         what="the member's bindings to be removed from the cluster",
     )
+
+
+def test_in_a_terminal_login_asks_before_trusting_the_ca(
+    gateway: Deployment, tmp_path: Path
+) -> None:
+    server = gateway.server
+    cli = Cli(tmp_path / "home")
+    primary, secondary = pty.openpty()  # stdin is a terminal: the CLI may ask
+    with subprocess.Popen(
+        [*KUBEGATE, "login", server.url, "--email", server.admin_email, "--password-stdin"],
+        stdin=secondary,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli.env,
+        text=True,
+    ) as login:
+        os.close(secondary)
+        os.write(primary, f"y\n{server.admin_password}\n".encode())
+        stdout, stderr = login.communicate(timeout=120)
+    os.close(primary)
+    assert login.returncode == 0, stderr
+    assert f"SHA-256 fingerprint: {fingerprint(server.ca_file.read_text())}" in stderr
+    assert "Trust this CA for this server?" in stderr
+    assert f"Logged in to {server.url}" in stdout

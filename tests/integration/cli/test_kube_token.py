@@ -163,3 +163,19 @@ def test_logout_forgets_the_cached_tokens_of_that_server(
     assert list(cache.glob("*.token")) == []
     result = cli.run("cluster", "kube-token", "--server", api.url, "--cluster", "prod")
     assert result.returncode == 1 and "run: kubegate login" in result.stderr
+
+
+def test_a_server_that_cannot_be_reached_is_one_line_for_kubectl(
+    cli: Cli, api: Api, member: tuple[str, str]
+) -> None:
+    cluster_id = member_cli(cli, api, member)
+    # The same login, for a server address where nothing listens (no token is cached there).
+    config = json.loads(cli.config_file.read_text())
+    dead = "http://127.0.0.1:9"
+    config["servers"] = {dead: config["servers"][api.url]}
+    config["current"] = dead
+    cli.config_file.write_text(json.dumps(config))
+    result = cli.run("cluster", "kube-token", "--server", dead, "--cluster", cluster_id)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"kubegate: cannot reach kubegate at {dead}")
+    assert len(result.stderr.strip().splitlines()) == 1
