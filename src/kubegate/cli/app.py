@@ -104,7 +104,7 @@ def _fail(message: str) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    Console(stderr=True, soft_wrap=True, highlight=False).print(
+    Console(stderr=True, soft_wrap=True, highlight=False, emoji=False).print(
         f"[red]error:[/red] {escape(message)}", markup=True
     )
     sys.exit(1)

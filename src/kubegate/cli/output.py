@@ -42,11 +42,13 @@ class Column:
 
 
 class Output:
-    """stdout for results, stderr for progress and errors (so pipes get only results)."""
+    """stdout for results, stderr for progress and errors (so pipes get only results).
+
+    No emoji codes: a CA fingerprint such as ``D4:CD:09`` would print a compact disc."""
 
     def __init__(self) -> None:
-        self.out = Console(soft_wrap=True, highlight=False)
-        self.err = Console(stderr=True, soft_wrap=True, highlight=False)
+        self.out = Console(soft_wrap=True, highlight=False, emoji=False)
+        self.err = Console(stderr=True, soft_wrap=True, highlight=False, emoji=False)
 
     def listing(
         self,

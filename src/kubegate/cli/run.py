@@ -17,7 +17,7 @@ from rich.console import Console
 
 from kubegate.errors import KubegateError
 
-_err = Console(stderr=True, soft_wrap=True)
+_err = Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 def server(
