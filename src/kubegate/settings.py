@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,10 +26,66 @@ def default_data_dir() -> Path:
     return Path(base) / "kubegate"
 
 
+class OidcSettings(BaseModel):
+    """The organisation's OpenID Connect provider (``[oidc]`` in the config file,
+    ``KUBEGATE_OIDC__<NAME>`` in the environment)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str = Field(
+        description="The provider's issuer URL; its /.well-known/openid-configuration is read "
+        "at start and its keys (jwks_uri) whenever a token names an unknown key."
+    )
+    client_id: str = Field(description="kubegate's client id at the provider.")
+    client_secret: SecretStr = Field(description="kubegate's client secret at the provider.")
+    organization: str | None = Field(
+        default=None,
+        description="Name of the organisation whose members sign in here; unset means "
+        "bootstrap_org_name.",
+    )
+    scopes: list[str] = Field(
+        default_factory=lambda: ["openid", "email", "profile"],
+        description="Scopes asked for; add the provider's groups scope when admin_group is set.",
+    )
+    email_claim: str = Field(default="email", description="The ID token claim holding the email.")
+    groups_claim: str = Field(
+        default="groups", description="The ID token claim holding the user's groups."
+    )
+    allowed_email_domains: list[str] = Field(
+        default_factory=list,
+        description="Email domains that may sign in (e.g. [\"example.com\"]); empty means any.",
+    )
+    admin_group: str | None = Field(
+        default=None,
+        description="Members of this provider group become organisation admins at sign-in.",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle (PEM) to trust for the provider's TLS; unset means the system's.",
+    )
+    display_name: str = Field(
+        default="SSO", description="What the sign-in button calls the provider."
+    )
+
+    @field_validator("issuer")
+    @classmethod
+    def _https_issuer(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("must be an https:// URL (OpenID Connect requires TLS)")
+        return value.rstrip("/")
+
+    @field_validator("allowed_email_domains")
+    @classmethod
+    def _lower_domains(cls, value: list[str]) -> list[str]:
+        return [domain.strip().lower().lstrip("@") for domain in value]
+
+
 class Settings(BaseSettings):
     """Everything an operator can set."""
 
-    model_config = SettingsConfigDict(env_prefix="KUBEGATE_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="KUBEGATE_", env_nested_delimiter="__", extra="forbid"
+    )
     _config_file: ClassVar[Path | None] = None
 
     data_dir: Path = Field(
@@ -57,11 +113,46 @@ class Settings(BaseSettings):
         default=True,
         description="When false, every access, token and proxy endpoint answers 404.",
     )
+    public_url: str | None = Field(
+        default=None,
+        description="The API and portal's base URL as browsers and the CLI reach it (the OIDC "
+        "redirect URI and the device login page are under it); unset means "
+        "https://<first tls_hosts entry>:<port>.",
+    )
+    password_login: bool = Field(
+        default=True,
+        description="Whether local users may sign in with a password; false refuses every "
+        "password login (SSO and access keys only).",
+    )
+    oidc: OidcSettings | None = Field(
+        default=None, description="The OpenID Connect provider people sign in with (SSO)."
+    )
     api_token_ttl_seconds: int = Field(
-        default=12 * 3600, gt=0, description="Lifetime of an API token from login."
+        default=7 * 86400,
+        gt=0,
+        description="Absolute lifetime of a CLI login (kubegate login, with a password or SSO).",
+    )
+    api_token_idle_seconds: int = Field(
+        default=86400,
+        gt=0,
+        description="A CLI login unused for this long ends; each use moves this forward.",
     )
     session_ttl_seconds: int = Field(
-        default=12 * 3600, gt=0, description="Lifetime of a portal session cookie."
+        default=12 * 3600, gt=0, description="Absolute lifetime of a portal session."
+    )
+    session_idle_seconds: int = Field(
+        default=3600,
+        gt=0,
+        description="A portal session unused for this long ends; each request moves it forward.",
+    )
+    device_code_ttl_seconds: int = Field(
+        default=600,
+        ge=60,
+        le=3600,
+        description="How long a kubegate login --sso code waits for its approval.",
+    )
+    device_poll_interval_seconds: int = Field(
+        default=5, ge=1, le=60, description="How often the CLI polls while it waits (RFC 8628)."
     )
     kube_token_ttl_seconds: int = Field(
         default=900,
@@ -119,12 +210,30 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
 
-    @field_validator("proxy_public_url")
+    @field_validator("proxy_public_url", "public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
             raise ValueError("must be an http:// or https:// URL, e.g. https://kube.example.com")
         return value
+
+    def base_url(self, *, bound_port: int | None = None) -> str:
+        """The API and portal's base URL as clients reach it, without a trailing slash:
+        ``public_url``, else ``https://<first tls_hosts entry>:<port>`` (``bound_port``
+        stands in for a ``port`` of 0, as in :meth:`proxy_url`)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        port = bound_port if self.port == 0 and bound_port else self.port
+        return f"{self._scheme_host()}:{port}"
+
+    def _scheme_host(self) -> str:
+        host = self.tls_hosts[0] if self.tls_hosts else "localhost"
+        try:
+            if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
+                host = f"[{host}]"
+        except ValueError:
+            pass  # a DNS name, or an address already in brackets
+        return f"{'https' if self.tls else 'http'}://{host}"
 
     def proxy_url(self, *, bound_port: int | None = None) -> str:
         """The Kubernetes API proxy's base URL as clients reach it, without a trailing slash:
@@ -136,15 +245,8 @@ class Settings(BaseSettings):
         """
         if self.proxy_public_url:
             return self.proxy_public_url.rstrip("/")
-        host = self.tls_hosts[0] if self.tls_hosts else "localhost"
-        try:
-            if isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
-                host = f"[{host}]"
-        except ValueError:
-            pass  # a DNS name, or an address already in brackets
-        scheme = "https" if self.tls else "http"
         port = bound_port if self.proxy_port == 0 and bound_port else self.proxy_port
-        return f"{scheme}://{host}:{port}"
+        return f"{self._scheme_host()}:{port}"
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:

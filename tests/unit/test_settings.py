@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from kubegate.settings import Settings
+from kubegate.settings import OidcSettings, Settings
 
 
 def test_config_file_values_are_overridden_by_environment(
@@ -47,6 +47,8 @@ def test_every_setting_is_documented() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
     for name in Settings.model_fields:
         assert f"| `{name}` | `KUBEGATE_{name.upper()}` |" in doc, name
+    for key in OidcSettings.model_fields:
+        assert f"| `{key}` | " in doc, f"oidc.{key}"
 
 
 def test_proxy_url_defaults_to_the_first_tls_host_on_the_proxy_port() -> None:

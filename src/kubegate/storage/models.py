@@ -163,8 +163,101 @@ class ApiToken(Base):
     # Portal sessions carry a CSRF token (hashed) that every write must echo in a header.
     csrf_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The absolute end of the credential's life.
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # How the holder signed in: "password", "oidc" (browser) or "device" (kubegate login --sso).
+    auth_method: Mapped[str] = mapped_column(
+        String(16), default="password", server_default="password"
+    )
+    # Idle timeout: unused for this long, the credential ends (None: only expires_at counts).
+    # last_used_at moves forward as it is used (at most about once a minute).
+    idle_timeout_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class UserIdentity(Base):
+    """A user's account at an OIDC provider (issuer + subject), linked on first SSO sign-in."""
+
+    __tablename__ = "user_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(255))
+    # The verified email the provider last asserted.
+    email: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class OidcLogin(Base):
+    """A browser sign-in under way at the OIDC provider: what the callback must match.
+
+    Keyed by the SHA-256 of ``state``; bound to the browser that started it by the SHA-256 of
+    a secret in a ``__Host-`` cookie. Used once: the callback deletes it.
+    """
+
+    __tablename__ = "oidc_logins"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(128))
+    # The PKCE verifier must be sent in the clear to the provider, so it is kept as is; it is
+    # worthless without the one-time code, and the row lives minutes.
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    # Where to send the browser after sign-in (a path on this server).
+    next_path: Mapped[str] = mapped_column(String(500), default="/")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class DeviceAuthorization(Base):
+    """One ``kubegate login --sso`` (RFC 8628): the CLI polls with the device code, the
+    person approves the user code in a signed-in browser."""
+
+    __tablename__ = "device_authorizations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    device_code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Normalised: upper case, no dash (what the person types is normalised the same way).
+    user_code: Mapped[str] = mapped_column(String(16), unique=True)
+    # "pending" -> "approved" | "denied"; "used" once the CLI has its credential.
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    # Who approved it, in which organisation.
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None
+    )
+    org_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), default=None
+    )
+    # What the CLI said about itself (host name, client), shown on the approval page.
+    client_description: Mapped[str] = mapped_column(String(200), default="")
+    interval_seconds: Mapped[int] = mapped_column(Integer, default=5)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    last_polled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    approved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class AccessKey(Base):
+    """A personal, long-lived credential for automation; only its SHA-256 is stored."""
+
+    __tablename__ = "access_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The last characters of the secret, to tell keys apart in a list ("…x7Qa").
+    hint: Mapped[str] = mapped_column(String(8))
+    # Which clusters, and namespaces within them (see kubegate.domain.key_scope); None: all.
+    scope: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class KubeToken(Base):

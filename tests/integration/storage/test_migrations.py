@@ -22,6 +22,10 @@ TABLES = {
     "api_tokens",
     "audit_events",
     "kube_tokens",
+    "user_identities",
+    "oidc_logins",
+    "device_authorizations",
+    "access_keys",
 }
 
 
