@@ -29,6 +29,7 @@ from kubegate.server.routers import (
     audit_log,
     auth,
     clusters,
+    device,
     grants,
     health,
     info,
@@ -115,6 +116,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.include_router(health.router)
     app.include_router(info.router)
     app.include_router(auth.router)
+    app.include_router(device.router)
     app.include_router(clusters.router)
     app.include_router(users.router)
     app.include_router(audit_log.router)

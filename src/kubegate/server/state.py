@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from kubegate.auth.device_codes import WrongCodeLimit
 from kubegate.gateway.authority import Authority
 from kubegate.gateway.listener import ProxyServer
 from kubegate.gateway.registry import TunnelRegistry
@@ -33,3 +34,5 @@ class AppState:
     minter: Minter
     mint_limiter: MintLimiter
     gateway_ca: GatewayCA
+    # Wrong codes typed on the kubegate login --sso approval page, per person.
+    device_wrong_codes: WrongCodeLimit = field(default_factory=WrongCodeLimit)
