@@ -22,9 +22,11 @@ from kubegate.server import handlers
 from kubegate.server.bootstrap import Announce, bootstrap
 from kubegate.server.credentials import CredentialLookup
 from kubegate.server.gateway_store import SqlGatewayStore
+from kubegate.server.key_lookup import AccessKeyLookup
 from kubegate.server.middleware import AccessLog, BodyLimit
 from kubegate.server.minter import Minter, MintLimiter
 from kubegate.server.routers import (
+    access_keys,
     agent,
     audit_log,
     auth,
@@ -74,6 +76,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
             )
             mint_limiter = MintLimiter(settings.kube_token_mints_per_minute)
             credentials = CredentialLookup(trips)
+            key_lookup = AccessKeyLookup(trips)
             minter = Minter(trips, settings, mint_limiter)
             state = AppState(
                 settings=settings,
@@ -86,6 +89,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
                 minter=minter,
                 mint_limiter=mint_limiter,
                 gateway_ca=GatewayCA(settings),
+                access_keys=key_lookup,
             )
             await bootstrap(state.sessions, settings, announce)
             app.state.kubegate = state
@@ -96,6 +100,8 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
             stack.push_async_callback(proxy.close)
             credentials.start()
             stack.push_async_callback(credentials.close)
+            key_lookup.start()
+            stack.push_async_callback(key_lookup.close)
             # Requests have finished by teardown; mints still queued are written before the end.
             minter.start()
             stack.push_async_callback(minter.close)
@@ -119,6 +125,8 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.include_router(device.router)
     app.include_router(clusters.router)
     app.include_router(users.router)
+    app.include_router(access_keys.router)
+    app.include_router(access_keys.admin_router)
     app.include_router(audit_log.router)
     app.include_router(grants.router)
     app.include_router(portal.router)

@@ -16,9 +16,12 @@ from fastapi import Depends, Header, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kubegate.auth.access_keys import is_access_key
 from kubegate.auth.hashing import secret_hash
 from kubegate.domain.access import Actor, MemberRole
 from kubegate.errors import NotFound, PermissionDenied, Unauthenticated
+from kubegate.server import key_policy
+from kubegate.server.key_lookup import key_principal
 from kubegate.server.principal import Principal
 from kubegate.server.state import AppState
 
@@ -80,13 +83,21 @@ async def api_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The caller of a REST API endpoint, from ``Authorization: Bearer <token>``."""
+    """The caller of a REST API endpoint, from ``Authorization: Bearer <token>``: an API
+    token, or an access key (``kgak_…``, narrowed by its scope: ``server/key_policy.py``)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated(
             "missing API token: send 'Authorization: Bearer <token>' "
             "(get one from POST /api/v1/auth/login)"
         )
-    return await _principal(app_state(request), credentials.credentials, "api", "API token")
+    raw = credentials.credentials
+    if not is_access_key(raw):
+        return await _principal(app_state(request), raw, "api", "API token")
+    principal = await key_principal(app_state(request).access_keys, raw)
+    refused = key_policy.refusal(principal, request.method, request.url.path)
+    if refused is not None:
+        raise refused
+    return principal
 
 
 async def session_principal(

@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from kubegate.auth.hashing import new_secret, secret_hash
 from kubegate.domain.access import NO_ACCESS, ClusterKind, require_cluster_access_supported
+from kubegate.domain.key_scope import token_scope
 from kubegate.errors import (
     KubegateError,
     NotFound,
@@ -213,7 +214,8 @@ class Minter:
 
     async def mint(self, request: MintRequest) -> MintedToken:
         """Mint a kube token, checked in this order: the cluster exists in the caller's
-        organisation (404), supports Cluster Access (409), the caller holds a grant on it
+        organisation (404), is within the caller's access key scope if they use a key (403),
+        supports Cluster Access (409), the caller holds a grant on it
         (403), the requested lifetime fits (422), the caller's mint rate (429).
 
         Returns once the token and its audit event are committed; a refusal is raised once
@@ -245,9 +247,14 @@ class Minter:
             # Another organisation's cluster answers exactly like a missing one.
             if target is None or target.org_id != actor.org_id:
                 raise NotFound(f"cluster {cluster_id[:64]} not found")
+            if caller.key_scope is not None and not caller.key_scope.includes_cluster(cluster_id):
+                raise PermissionDenied(
+                    f"this access key's scope does not include cluster {target.name}"
+                )
             require_cluster_access_supported(ClusterKind(target.kind))
             if not target.granted:
                 raise PermissionDenied(NO_ACCESS)
+            scope = token_scope(caller.key_scope, cluster_id)
             seconds = lifetime(self._settings, request.ttl_seconds)
             self._limiter.take(actor.user_id)
         except KubegateError as exc:
@@ -266,6 +273,9 @@ class Minter:
         # Whole seconds: the answer (an ExecCredential's expirationTimestamp) and the stored
         # expiry are the same instant.
         expires_at = (now + dt.timedelta(seconds=seconds)).replace(microsecond=0)
+        if caller.access_key_id is not None:
+            # A key's tokens end when the key does.
+            expires_at = min(expires_at, caller.token_expires_at.replace(microsecond=0))
         token, token_id = new_secret(TOKEN_PREFIX), new_id()
         cleanup = None
         if self._limiter.cleanup_due(actor.user_id):
@@ -277,6 +287,8 @@ class Minter:
             "cluster_id": cluster_id,
             "org_id": target.org_id,
             "token_epoch": target.epoch,
+            "access_key_id": caller.access_key_id,
+            "scope": None if scope is None else scope.to_json(),
             "created_at": now,
             "expires_at": expires_at,
         }
@@ -290,6 +302,7 @@ class Minter:
                 "via": request.via,
                 "expires_at": expires_at.isoformat().replace("+00:00", "Z"),
                 "token_epoch": target.epoch,
+                **({"access_key_id": caller.access_key_id} if caller.access_key_id else {}),
             },
         )
         answer = MintedToken(token, token_id, expires_at, cluster_id, target.name)

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from kubegate.domain.access import Actor
+from kubegate.domain.key_scope import KeyScope
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +20,5 @@ class Principal:
     kind: str
     token_expires_at: dt.datetime
     csrf_hash: str | None = None
+    access_key_id: str | None = None
+    key_scope: KeyScope | None = None

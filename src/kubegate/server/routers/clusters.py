@@ -125,6 +125,8 @@ async def list_clusters(
     ] = None,
 ) -> Page[ClusterOut]:
     query = select(Cluster).where(Cluster.org_id == caller.actor.org_id)
+    if caller.key_scope is not None:  # an access key sees only the clusters of its scope
+        query = query.where(Cluster.id.in_(sorted(caller.key_scope.cluster_ids)))
     if name is not None:
         query = query.where(Cluster.name == name)
     rows = list((await db.scalars(paginate(query, page, Cluster.created_at, Cluster.id))).all())
