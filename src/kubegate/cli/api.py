@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kubegate import __version__
+from kubegate.cli import config_store
 from kubegate.cli.config_store import Login, Trust
 
 if TYPE_CHECKING:
@@ -60,8 +61,12 @@ def ssl_context(trust: Trust) -> ssl.SSLContext:
 class ApiClient:
     """Requests to one kubegate server, as one login (or anonymously: ``token=None``)."""
 
-    def __init__(self, server: str, trust: Trust, token: str | None = None) -> None:
+    def __init__(
+        self, server: str, trust: Trust, token: str | None = None, *, relogin: str | None = None
+    ) -> None:
         self.server = server
+        # What a 401 tells the user to run (``--sso`` for an SSO login).
+        self.relogin = relogin or f"kubegate login {server}"
         import httpx
 
         headers = {"User-Agent": USER_AGENT}
@@ -73,7 +78,12 @@ class ApiClient:
 
     @classmethod
     def of(cls, login: Login) -> ApiClient:
-        return cls(login.server, login.trust, login.credential.token)
+        return cls(
+            login.server,
+            login.trust,
+            login.credential.token,
+            relogin=config_store.login_command(login),
+        )
 
     def __enter__(self) -> ApiClient:
         return self
@@ -126,6 +136,28 @@ class ApiClient:
             return response.status_code, response.json() if response.content else None
         raise self._error(response)
 
+    def oauth(self, path: str, form: Mapping[str, str]) -> tuple[int, Any]:
+        """POST an OAuth form (RFC 8628's endpoints); the status and JSON answer of a
+        success or of an OAuth error (400, ``{"error": ...}``); other failures raise."""
+        import httpx
+
+        try:
+            response = self._client.post(path, data=dict(form))
+        except httpx.ConnectError as exc:
+            raise ApiError(self._unreachable(exc)) from exc
+        except httpx.TimeoutException as exc:
+            raise ApiError(f"kubegate at {self.server} did not answer in {TIMEOUT:.0f} s") from exc
+        except httpx.HTTPError as exc:
+            raise ApiError(f"cannot talk to kubegate at {self.server}: {exc}") from exc
+        if response.status_code in (200, 400):
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            if isinstance(answer, dict) and (response.is_success or "error" in answer):
+                return response.status_code, answer
+        raise self._error(response)
+
     def _unreachable(self, exc: httpx.ConnectError) -> str:
         import ssl
 
@@ -143,9 +175,11 @@ class ApiClient:
             error = response.json().get("error") or {}
         except (ValueError, AttributeError):
             error = {}
+        if not isinstance(error, dict):  # an OAuth error: {"error": "...", ...}
+            error = {"code": error, "message": response.json().get("error_description")}
         message = error.get("message") or f"{response.status_code} {response.reason_phrase}"
         if response.status_code == 401:
-            message = f"{message}; run: kubegate login {self.server}"
+            message = f"{message}; run: {self.relogin}"
         return ApiError(
             str(message),
             status=response.status_code,

@@ -102,6 +102,12 @@ class Config:
         return Config(logins, current)
 
 
+def login_command(login: Login) -> str:
+    """What to run to log in to ``login``'s server again the way it was logged in (an SSO
+    login says ``--sso``)."""
+    return f"kubegate login {login.server}" + (" --sso" if login.credential.kind == "sso" else "")
+
+
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:
     """``$KUBEGATE_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/kubegate``, else
     ``~/.config/kubegate``."""

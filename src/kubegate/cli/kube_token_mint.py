@@ -164,7 +164,9 @@ def mint(login: Login, cluster: str, now: float) -> CachedToken:
     """``POST /api/v1/clusters/{id}/k8s-token`` with the login's credential."""
     moment = dt.datetime.fromtimestamp(now, dt.UTC)
     if login.credential.expired(moment):
-        raise PluginError(f"your kubegate login has expired; run: kubegate login {login.server}")
+        raise PluginError(
+            f"your kubegate login has expired; run: {config_store.login_command(login)}"
+        )
     from kubegate.cli.api import ApiClient, ApiError
     from kubegate.domain.access import CLUSTER_ID
 

@@ -158,12 +158,25 @@ def login(
             help="Do not verify the server's certificate (development only).",
         ),
     ] = False,
+    sso: Annotated[
+        bool,
+        typer.Option(
+            "--sso",
+            help="Log in through your organisation's single sign-on: approve a code in a "
+            "browser, on this machine or any other (works over SSH).",
+        ),
+    ] = False,
+    no_browser: Annotated[
+        bool,
+        typer.Option("--no-browser", help="With --sso: only print the link, open no browser."),
+    ] = False,
 ) -> None:
     """Sign in to a kubegate server and make it the current one.
 
     Examples:
 
     ```
+    kubegate login https://kubegate.example.com:8443 --sso
     kubegate login https://kubegate.example.com:8443
     echo "$PASSWORD" | kubegate login https://kg:8443 --email me@example.com --password-stdin
     echo "$KUBEGATE_TOKEN" | kubegate login https://kg:8443 --token-stdin
@@ -176,6 +189,12 @@ def login(
     url = normalise_server(server or str(config.current))
     if password_stdin and token_stdin:
         app.output.fail("pass --password-stdin or --token-stdin, not both")
+    if sso and (password_stdin or token_stdin or email):
+        app.output.fail(
+            "--sso signs in through the browser: drop --email, --password-stdin and --token-stdin"
+        )
+    if no_browser and not sso:
+        app.output.fail("--no-browser goes with --sso")
     previous = config.logins.get(url)
     trust = decide_trust(
         app,
@@ -185,7 +204,12 @@ def login(
         ca_fingerprint=ca_fingerprint,
         previous=previous,
     )
-    if token_stdin:
+    idle: int | None = None
+    if sso:
+        from kubegate.cli.login_sso import device_login
+
+        credential, idle = device_login(app, url, trust, browser=not no_browser)
+    elif token_stdin:
         credential = Credential(kind="token", token=_read_stdin("token", app))
     else:
         who = email or (previous.email if previous else None) or typer.prompt("Email", err=True)
@@ -217,7 +241,19 @@ def login(
     until = (
         f"; the login expires {ago_until(credential.expires_at)}" if credential.expires_at else ""
     )
+    if idle:
+        until += f" and ends sooner after {_span(idle)} unused"
     app.output.say(f"Logged in to {url} as {made.email} ({made.role}, {made.org_name}){until}.")
+
+
+def _span(seconds: int) -> str:
+    """``86400`` → ``1d``; ``5400`` → ``1h 30m``."""
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts) or "0s"
 
 
 def ago_until(moment: dt.datetime | None) -> str:
@@ -256,7 +292,8 @@ def logout(
 
 
 def whoami(ctx: typer.Context, output: OutputOption = Format.table) -> None:
-    """Show who you are on the current server and when the login expires.
+    """Show who you are on the current server and when the login ends: at its expiry, or
+    sooner when it goes unused for its idle timeout (each use moves that forward).
 
     Example:
 
@@ -268,7 +305,8 @@ def whoami(ctx: typer.Context, output: OutputOption = Format.table) -> None:
     current = app.login()
     with app.api(current) as api:
         me = api.get("/api/v1/me")
-    expires = current.credential.expires_at
+    expires = config_store.parse_time(me.get("token_expires_at")) or current.credential.expires_at
+    idle = config_store.parse_time(me.get("token_idle_expires_at"))
     row: dict[str, Any] = {
         "server": current.server,
         "email": me["user"]["email"],
@@ -277,12 +315,19 @@ def whoami(ctx: typer.Context, output: OutputOption = Format.table) -> None:
         "organization_id": me["org_id"],
         "login": current.credential.kind,
         "expires_at": expires.isoformat() if expires else None,
+        "idle_expires_at": idle.isoformat() if idle else None,
     }
     if output is not Format.table:
         app.output.document(row, output)
         return
     for key, value in row.items():
-        shown = ago_until(expires) if key == "expires_at" else value
+        shown = value
+        if key == "expires_at":
+            shown = ago_until(expires)
+        elif key == "idle_expires_at":
+            if idle is None:
+                continue
+            shown = f"{ago_until(idle)} unless used before (each use moves it)"
         app.output.say(f"{key.replace('_', ' ').capitalize() + ':':<17}{shown}")
 
 
