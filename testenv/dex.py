@@ -1,10 +1,15 @@
 """A real Dex OIDC provider on loopback, for tests that need genuine ID tokens.
 
 Dex serves HTTPS with a certificate from a throwaway test CA, keeps its state in memory (the
-cached binary is built without CGO, so no SQLite), and knows exactly one local user and one
-confidential client, both with random secrets. The password grant goes through the local
-password database, so a test can get tokens without driving a browser; the client also has the
-issuer's ``/device/callback`` registered, so the device flow works too.
+cached binary is built without CGO, so no SQLite), and knows its local users (by default one,
+alice@example.com) and one confidential client, all with random secrets. The password grant
+goes through the local password database, so a test can get tokens without driving a browser;
+the client also has the issuer's ``/device/callback`` registered, so the device flow works too.
+
+A test of a relying party (kubegate's own browser sign-in) passes its callback URL as one of
+``redirect_uris`` (Dex matches them exactly, so the port must be known before Dex starts) and
+the users it needs: a static user can carry groups (in the ``groups`` claim when the
+``groups`` scope is asked for) and an unverified email (``email_verified: false``).
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import ssl
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import NotRequired, TypedDict, cast
@@ -47,12 +52,28 @@ _START_TIMEOUT = 30.0
 _REQUEST_TIMEOUT = 10.0
 
 
+def _password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True, slots=True)
+class DexUser:
+    """One of Dex's static (local) users: logs in with ``email`` and ``password``."""
+
+    email: str
+    username: str
+    password: str = field(default_factory=_password)
+    groups: tuple[str, ...] = ()
+    email_verified: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class DexCredentials:
     """Everything a test needs to talk to the running Dex: where it is, whom to trust, who logs in.
 
     ``ca_pem``/``ca_file`` are the test CA that signed Dex's serving certificate; kubegate and
     kube-apiserver must trust it to fetch the issuer's discovery document and keys.
+    ``email``/``username``/``password`` are those of the first of ``users``.
     """
 
     issuer: str
@@ -63,6 +84,15 @@ class DexCredentials:
     email: str
     username: str
     password: str
+    users: tuple[DexUser, ...] = ()
+    redirect_uris: tuple[str, ...] = ()
+
+    def user(self, email: str) -> DexUser:
+        """The static user with ``email``; KeyError when Dex has none."""
+        for user in self.users:
+            if user.email == email:
+                return user
+        raise KeyError(f"Dex has no user {email}")
 
     @property
     def discovery_url(self) -> str:
@@ -112,8 +142,7 @@ class TokenRequestRefused(KubegateError):
 
 
 def dex_config(creds: DexCredentials, *, listen: str, cert: Path, key: Path) -> dict[str, object]:
-    """The Dex configuration for ``creds``: HTTPS only, memory storage, one user, one client."""
-    password_hash = bcrypt.hashpw(creds.password.encode(), bcrypt.gensalt(rounds=_BCRYPT_ROUNDS))
+    """The Dex configuration for ``creds``: HTTPS only, memory storage, its users, one client."""
     return {
         "issuer": creds.issuer,
         "storage": {"type": "memory"},
@@ -121,33 +150,55 @@ def dex_config(creds: DexCredentials, *, listen: str, cert: Path, key: Path) -> 
         "logger": {"level": "info", "format": "text"},
         "oauth2": {"passwordConnector": "local", "skipApprovalScreen": True},
         "enablePasswordDB": True,
-        "staticPasswords": [
-            {
-                "email": creds.email,
-                "hash": password_hash.decode(),
-                "username": creds.username,
-                "userID": str(uuid.uuid4()),
-            }
-        ],
+        "staticPasswords": [_static_password(user) for user in creds.users],
         "staticClients": [
             {
                 "id": creds.client_id,
                 "secret": creds.client_secret,
                 "name": "kubegate",
-                "redirectURIs": [LOOPBACK_REDIRECT_URI, creds.device_callback_uri],
+                "redirectURIs": [
+                    LOOPBACK_REDIRECT_URI,
+                    creds.device_callback_uri,
+                    *creds.redirect_uris,
+                ],
             }
         ],
     }
 
 
+def _static_password(user: DexUser) -> dict[str, object]:
+    """A ``staticPasswords`` entry (Dex's ``storage.Password``)."""
+    password_hash = bcrypt.hashpw(user.password.encode(), bcrypt.gensalt(rounds=_BCRYPT_ROUNDS))
+    entry: dict[str, object] = {
+        "email": user.email,
+        "hash": password_hash.decode(),
+        "username": user.username,
+        "userID": str(uuid.uuid4()),
+        "emailVerified": user.email_verified,
+    }
+    if user.groups:
+        entry["groups"] = list(user.groups)
+    return entry
+
+
 class Dex:
     """Starts and stops one Dex in a temporary work dir that it removes on stop.
 
-    Use as a context manager, or call :meth:`start` and, always, :meth:`stop`.
+    Use as a context manager, or call :meth:`start` and, always, :meth:`stop`. ``users``
+    defaults to alice@example.com alone; ``redirect_uris`` are registered for the client
+    beside the loopback and device-flow ones.
     """
 
-    def __init__(self, cache: Path | None = None) -> None:
+    def __init__(
+        self,
+        cache: Path | None = None,
+        *,
+        redirect_uris: Sequence[str] = (),
+        users: Sequence[DexUser] | None = None,
+    ) -> None:
         self.cache = cache or c.default_cache_dir()
+        self.redirect_uris = tuple(redirect_uris)
+        self.users = tuple(users) if users else (DexUser(USER_EMAIL, USERNAME),)
         self.workdir: Path | None = None
         self._process: ManagedProcess | None = None
         self._credentials: DexCredentials | None = None
@@ -182,15 +233,18 @@ class Dex:
         cert, key = workdir / "dex.crt", workdir / "dex.key"
         ca.issue("dex", hosts=_HOSTS, server=True).write(cert, key)
         port = free_port()
+        first = self.users[0]
         creds = DexCredentials(
             issuer=f"https://127.0.0.1:{port}/dex",
             ca_pem=ca.cert_pem,
             ca_file=ca_file,
             client_id=CLIENT_ID,
             client_secret=secrets.token_urlsafe(32),
-            email=USER_EMAIL,
-            username=USERNAME,
-            password=secrets.token_urlsafe(24),
+            email=first.email,
+            username=first.username,
+            password=first.password,
+            users=self.users,
+            redirect_uris=self.redirect_uris,
         )
         config_file = workdir / "config.yaml"
         config_file.touch(mode=0o600)
