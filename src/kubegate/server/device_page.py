@@ -1,60 +1,46 @@
 """The approval page of ``kubegate login --sso`` (``/device``): plain HTML, no script.
 
-Every value is escaped (``html.escape``); the page carries no script at all, so its Content
-Security Policy allows none, only its own stylesheet (by hash), forms posting back to this
-origin, and no framing (an Approve button in someone else's frame is a clickjacking target).
-Responses are never cached.
+It looks and is served like the SSO sign-in's pages (:mod:`kubegate.server.oidc_pages`,
+whose headers it shares): every value escaped, no script, no inline style (the Content
+Security Policy allows neither, only this origin's stylesheets, forms posting back here and
+no framing: an Approve button in someone else's frame would be a clickjacking target), never
+cached. Its elements carry the ``kg-`` classes the portal's stylesheet will style.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 from html import escape
 
 from fastapi.responses import HTMLResponse
 
 from kubegate.auth.device_codes import display_user_code
+from kubegate.server.oidc_pages import HEADERS as PAGE_HEADERS
 
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;"
-    "color:#1b1f24;line-height:1.5}"
-    "h1{font-size:1.4rem}"
-    ".code{font-family:ui-monospace,monospace;font-size:1.6rem;letter-spacing:.15em}"
-    ".box{border:1px solid #d0d7de;border-radius:6px;padding:1rem;margin:1rem 0}"
-    ".warn{background:#fff8c5;border-color:#d4a72c}"
-    ".error{background:#ffebe9;border-color:#ff8182}"
-    "input[type=text]{font-family:ui-monospace,monospace;font-size:1.3rem;width:12rem;"
-    "text-transform:uppercase;letter-spacing:.1em}"
-    "button{font-size:1rem;padding:.4rem 1.2rem;margin-right:.6rem}"
-    "dt{font-weight:600}dd{margin:0 0 .5rem 0}"
-)
-_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
-HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": (
-        f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-}
+HEADERS = {**PAGE_HEADERS, "X-Frame-Options": "DENY"}
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+def _page(title: str, body: str, status: int = 200, kind: str = "") -> HTMLResponse:
+    classes = "kg-message kg-device" + (f" kg-message-{kind}" if kind else "")
     document = (
         "<!doctype html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)} · kubegate</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{escape(title)}</h1>{body}</body></html>\n"
+        '<html lang="en">\n'
+        f"<head><title>{escape(title)} · kubegate</title></head>\n"
+        "<body>\n"
+        f'<main class="{classes}">\n'
+        f"<h1>{escape(title)}</h1>\n"
+        f"{body}\n"
+        "</main>\n"
+        "</body>\n"
+        "</html>\n"
     )
     return HTMLResponse(document, status_code=status, headers=HEADERS)
 
 
 def _message(message: str | None) -> str:
-    return f'<p class="box error" role="alert">{escape(message)}</p>' if message else ""
+    return (
+        f'<p class="kg-alert kg-alert-error" role="alert">{escape(message)}</p>' if message else ""
+    )
 
 
 def enter_code(
@@ -92,14 +78,15 @@ def confirm(
     """The code's request, and the Approve and Deny buttons (one POST form, CSRF field)."""
     client = client_description or "a kubegate CLI (it did not say where it runs)"
     body = (
-        f'<p class="code">{escape(display_user_code(user_code))}</p>'
-        '<dl class="box">'
+        f'<p class="kg-code">{escape(display_user_code(user_code))}</p>'
+        '<dl class="kg-details">'
         f"<dt>Asked by</dt><dd>{escape(client)}</dd>"
         f"<dt>Asked at</dt><dd>{escape(_when(created_at))}</dd>"
         f"<dt>Code valid until</dt><dd>{escape(_when(expires_at))}</dd>"
         f"<dt>You would log it in as</dt><dd>{escape(email)} in {escape(org_name)}</dd>"
         "</dl>"
-        '<p class="box warn"><strong>Only approve if you started this yourself</strong> and '
+        '<p class="kg-alert kg-alert-warning">'
+        "<strong>Only approve if you started this yourself</strong> and "
         "the code matches the one in your terminal. Whoever runs that command gets kubectl "
         "access as you. If someone sent you this link or code, deny it.</p>"
         '<form method="post" action="/device">'
@@ -136,4 +123,4 @@ def sign_in_first(*, how: str, status: int = 401) -> HTMLResponse:
 
 def refused(message: str, *, status: int) -> HTMLResponse:
     """A request the page cannot serve (no CSRF token, too many wrong codes)."""
-    return _page("Cannot continue", _message(message), status)
+    return _page("Cannot continue", _message(message), status, "error")
