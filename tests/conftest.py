@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.browser",
     "tests.fixtures.dex",
+    "tests.fixtures.sso",
     "tests.fixtures.database",
     "tests.fixtures.api",
     "tests.fixtures.access",
