@@ -17,7 +17,7 @@ from kubegate.pki import CertificateAuthority
 from tests.fixtures.access import add_cluster
 from tests.fixtures.api import ADMIN_PASSWORD, Api, make_settings, serving
 
-FIELDS = {"version", "gateway_enabled", "proxy_url", "ca_pem", "password_login"}
+FIELDS = {"version", "gateway_enabled", "proxy_url", "ca_pem", "password_login", "sso"}
 
 
 @pytest.fixture
@@ -39,6 +39,7 @@ def test_info_answers_without_a_credential(api: Api) -> None:
         "proxy_url": api.proxy_url,
         "ca_pem": None,  # TLS is off here
         "password_login": True,
+        "sso": None,  # no [oidc] here
     }
 
 
