@@ -34,7 +34,7 @@ class OidcSettings(BaseModel):
 
     issuer: str = Field(
         description="The provider's issuer URL; its /.well-known/openid-configuration is read "
-        "at start and its keys (jwks_uri) whenever a token names an unknown key."
+        "at the first sign-in and its keys (jwks_uri) whenever a token names an unknown key."
     )
     client_id: str = Field(description="kubegate's client id at the provider.")
     client_secret: SecretStr = Field(description="kubegate's client secret at the provider.")
@@ -53,11 +53,12 @@ class OidcSettings(BaseModel):
     )
     allowed_email_domains: list[str] = Field(
         default_factory=list,
-        description="Email domains that may sign in (e.g. [\"example.com\"]); empty means any.",
+        description='Email domains that may sign in (e.g. ["example.com"]); empty means any.',
     )
     admin_group: str | None = Field(
         default=None,
-        description="Members of this provider group become organisation admins at sign-in.",
+        description="Members of this provider group are organisation admins, decided at every "
+        "SSO sign-in (leaving the group demotes to member); unset: sign-in keeps roles.",
     )
     ca_file: Path | None = Field(
         default=None,
