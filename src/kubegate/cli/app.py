@@ -1,9 +1,10 @@
 """The ``kubegate`` command line: the Typer app and its command groups.
 
 One module per command group (``login.py``, ``clusters.py``, ``access.py``,
-``kubeconfig_cmd.py``, ``doctor.py``, ``run.py``), sharing an :class:`Application` for
-output and logins. :func:`main` is where every expected failure becomes one line on stderr
-and a non-zero exit: no traceback reaches a user (``KUBEGATE_DEBUG=1`` shows one).
+``access_keys.py``, ``kubeconfig_cmd.py``, ``doctor.py``, ``run.py``), sharing an
+:class:`Application` for output and logins. :func:`main` is where every expected failure
+becomes one line on stderr and a non-zero exit: no traceback reaches a user
+(``KUBEGATE_DEBUG=1`` shows one).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import typer
 
 from kubegate import __version__
-from kubegate.cli import access, clusters, doctor, kubeconfig_cmd, login, run
+from kubegate.cli import access, access_keys, clusters, doctor, kubeconfig_cmd, login, run
 from kubegate.cli.api import ApiError
 from kubegate.cli.application import Application
 from kubegate.cli.config_store import StoreError
@@ -83,6 +84,14 @@ kubeconfig_app.command("add")(kubeconfig_cmd.add)
 kubeconfig_app.command("remove")(kubeconfig_cmd.remove)
 kubeconfig_app.command("list")(kubeconfig_cmd.list_contexts)
 cluster_app.add_typer(kubeconfig_app)
+
+key_app = _group(
+    "access-key", "Access keys for automation, within your access: create, list, delete."
+)
+key_app.command("create")(access_keys.access_key_create)
+key_app.command("list")(access_keys.access_key_list)
+key_app.command("delete")(access_keys.access_key_delete)
+app.add_typer(key_app)
 
 
 def main() -> None:

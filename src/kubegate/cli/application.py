@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from kubegate.cli import config_store
+from kubegate.cli import config_store, env_login
 from kubegate.cli.api import ApiClient
 from kubegate.cli.config_store import Config, Login
 from kubegate.cli.output import Output
@@ -31,8 +31,15 @@ class Application:
         return config_store.read(self.config_path)
 
     def login(self, server: str | None = None) -> Login:
-        """The login of ``server`` (default: the current one), or end with what to run."""
+        """The login of ``server`` (default: the current one), or end with what to run.
+        ``KUBEGATE_ACCESS_KEY`` in the environment makes the login (``env_login.py``)."""
         config = self.config()
+        try:
+            from_environment = env_login.environment_login(self.environ, config, server)
+        except env_login.EnvironmentLoginError as exc:
+            self.output.fail(str(exc))
+        if from_environment is not None:
+            return from_environment
         login = config.login(server)
         if login is not None:
             return login

@@ -13,7 +13,8 @@ The cache holds one token per (kubegate server, cluster) in
 ``$XDG_CACHE_HOME/kubegate/kube-tokens/`` (``KUBEGATE_CACHE_DIR`` overrides), one file each,
 0600, written atomically; its format is :data:`MAGIC`, then expiry and mint times (Unix
 seconds), the kubegate server, the cluster's proxy URL, the cluster id and the
-``ExecCredential`` as kubectl reads it, a line each.
+``ExecCredential`` as kubectl reads it, a line each. With ``KUBEGATE_ACCESS_KEY`` in the
+environment there is no cache: each run mints with the key (``env_login.py``).
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def main(argv: Sequence[str], environ: Mapping[str, str], out: TextIO, err: Text
     """Run the plugin; the exit status (0: an ExecCredential is on ``out``)."""
     try:
         args = parse_args(argv)
-        if args.server and args.cluster:
+        # An access key in the environment (CI) is never served from, or written to, the cache.
+        if args.server and args.cluster and not environ.get("KUBEGATE_ACCESS_KEY"):
             server = normalise_server(args.server)
             found = warm(cache_file(cache_dir(environ), server, args.cluster), environ, time.time())
             if found is not None:

@@ -6,6 +6,8 @@ full), which is once per token lifetime and per (server, cluster):
 
 - the login comes from the CLI's config file; with none, or an expired one, the plugin
   says ``run: kubegate login <server>`` and fails (it never prompts: kubectl shows stderr);
+  ``KUBEGATE_ACCESS_KEY`` in the environment is the login instead, and then nothing is
+  cached: each run mints (``env_login.py``);
 - a mint happens under an ``flock`` on the cache file's ``.lock`` and re-reads the cache
   once it holds it, so 40 kubectl processes started together mint once (kubelogin's
   ``pkg/tokencache`` does the same);
@@ -24,7 +26,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubegate.cli import config_store
+from kubegate.cli import config_store, env_login
 from kubegate.cli.config_store import Login
 from kubegate.cli.kube_token import MAGIC, Args, PluginError, cache_dir, cache_file, margin
 
@@ -135,7 +137,11 @@ def get_token(args: Args, environ: Mapping[str, str], now: float) -> CachedToken
         config = config_store.read(config_store.config_path(environ))
     except config_store.StoreError as exc:
         raise PluginError(str(exc)) from exc
-    login = config.login(args.server)
+    try:
+        from_environment = env_login.environment_login(environ, config, args.server)
+    except env_login.EnvironmentLoginError as exc:
+        raise PluginError(str(exc)) from exc
+    login = from_environment or config.login(args.server)
     if login is None:
         target = args.server or "SERVER"
         raise PluginError(f"not logged in to {target}; run: kubegate login {target}")
@@ -146,6 +152,10 @@ def get_token(args: Args, environ: Mapping[str, str], now: float) -> CachedToken
             "kubegate cluster select NAME"
         )
     wanted = exec_info_server(environ)
+    if from_environment is not None:  # CI: nothing is read from or written to the cache
+        minted = mint(login, cluster, now)
+        check_destination(minted, wanted)
+        return minted
     directory = cache_dir(environ)
     path = cache_file(directory, login.server, cluster)
     cached = read_cache(path)

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kubegate.cli import config_store, kube_token_mint
+from kubegate.cli import config_store, env_login, kube_token_mint
 from kubegate.cli.api import ApiClient, ApiError
 from kubegate.cli.application import Application, application
 from kubegate.cli.config_store import Credential, Login, Trust
@@ -170,6 +170,14 @@ def login(
         bool,
         typer.Option("--no-browser", help="With --sso: only print the link, open no browser."),
     ] = False,
+    access_key: Annotated[
+        bool,
+        typer.Option("--access-key", help="Log in with an access key (asked, not echoed)."),
+    ] = False,
+    access_key_stdin: Annotated[
+        bool,
+        typer.Option("--access-key-stdin", help="Log in with an access key read from stdin."),
+    ] = False,
 ) -> None:
     """Sign in to a kubegate server and make it the current one.
 
@@ -180,6 +188,7 @@ def login(
     kubegate login https://kubegate.example.com:8443
     echo "$PASSWORD" | kubegate login https://kg:8443 --email me@example.com --password-stdin
     echo "$KUBEGATE_TOKEN" | kubegate login https://kg:8443 --token-stdin
+    echo "$KEY" | kubegate login https://kg:8443 --access-key-stdin
     ```
     """
     app = application(ctx)
@@ -195,6 +204,12 @@ def login(
         )
     if no_browser and not sso:
         app.output.fail("--no-browser goes with --sso")
+    with_key = access_key or access_key_stdin
+    if with_key and (sso or password_stdin or token_stdin or email):
+        app.output.fail(
+            "--access-key logs in with the key alone: drop --sso, --email, --password-stdin "
+            "and --token-stdin"
+        )
     previous = config.logins.get(url)
     trust = decide_trust(
         app,
@@ -209,6 +224,8 @@ def login(
         from kubegate.cli.login_sso import device_login
 
         credential, idle = device_login(app, url, trust, browser=not no_browser)
+    elif with_key:
+        credential = _access_key(app, stdin=access_key_stdin)
     elif token_stdin:
         credential = Credential(kind="token", token=_read_stdin("token", app))
     else:
@@ -225,7 +242,9 @@ def login(
     with ApiClient(url, trust, credential.token) as api:
         me = api.get("/api/v1/me")
     if credential.expires_at is None and me.get("token_expires_at"):
-        credential = replace(credential, expires_at=config_store.parse_time(me["token_expires_at"]))
+        expires = config_store.parse_time(me["token_expires_at"])
+        if expires is not None and expires.year < dt.MAXYEAR:  # a key without expiry: year 9999
+            credential = replace(credential, expires_at=expires)
     made = Login(
         server=url,
         trust=trust,
@@ -244,6 +263,24 @@ def login(
     if idle:
         until += f" and ends sooner after {_span(idle)} unused"
     app.output.say(f"Logged in to {url} as {made.email} ({made.role}, {made.org_name}){until}.")
+
+
+def _access_key(app: Application, *, stdin: bool) -> Credential:
+    """An access key from stdin or a hidden prompt, refused here when mistyped (its
+    checksum does not match: ``auth/access_keys.py``)."""
+    from kubegate.auth.access_keys import looks_valid
+
+    key = (
+        _read_stdin("access-key", app)
+        if stdin
+        else typer.prompt("Access key", hide_input=True, err=True).strip()
+    )
+    if not looks_valid(key):
+        app.output.fail(
+            "that is not a kubegate access key: it starts with kgak_ and its checksum must "
+            "match; copy it again"
+        )
+    return Credential(kind="access_key", token=key)
 
 
 def _span(seconds: int) -> str:
@@ -276,15 +313,27 @@ def logout(
     ```
     """
     app = application(ctx)
+    if env_login.active(app.environ):
+        app.output.fail(
+            f"{env_login.ACCESS_KEY} is set: this shell logs in with it and nothing is stored "
+            "to log out of; unset it (the key works until it is deleted)"
+        )
     config = app.config()
     targets = list(config.logins.values()) if all_servers else [app.login(server)]
     for target in targets:
-        try:
-            with app.api(target) as api:
-                api.post("/api/v1/auth/logout")
-        except ApiError as exc:
-            if exc.status != 401:  # already invalid: nothing to revoke
-                app.output.note(f"warning: the server did not revoke it: {exc}")
+        if target.credential.kind == "access_key":
+            # A key is not revoked by logging out: it keeps working until it is deleted.
+            app.output.note(
+                f"The access key still works: delete it with kubegate access-key delete "
+                f"(on {target.server}) when it is no longer needed."
+            )
+        else:
+            try:
+                with app.api(target) as api:
+                    api.post("/api/v1/auth/logout")
+            except ApiError as exc:
+                if exc.status != 401:  # already invalid: nothing to revoke
+                    app.output.note(f"warning: the server did not revoke it: {exc}")
         with config_store.updating(app.config_path) as box:
             box[0] = box[0].without(target.server)
         kube_token_mint.forget_login(app.environ, target.server)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from kubegate.domain.access import NO_ACCESS
+from kubegate.domain.scope import ANY, AccessScope
 from kubegate.errors import NotFound, PermissionDenied, RateLimited, Unauthenticated, Unavailable
 from kubegate.gateway.authority import Authority
 from kubegate.gateway.headers import bearer_token, clean_request_headers
@@ -110,10 +111,7 @@ class Admission:
         if info.subresource in ("exec", "attach"):
             outcome.extra["command"] = parse_qs(target.query).get("command", [])
         if identity.scope is not None and not identity.scope.allows(info):
-            raise PermissionDenied(
-                f"{NO_ACCESS}: the access key's scope does not allow {info.verb} "
-                f"{info.resource or info.path}",
-            )
+            raise PermissionDenied(scope_refusal(identity.scope, info))
         now = self._clock()
         wait = self.rate.take(identity.key, now)
         if wait > 0:
@@ -141,3 +139,22 @@ class Admission:
                 f"cluster {view.name} is offline: its kubegate agent is not connected"
             )
         return Admitted(identity, clean.headers, clean.upgrade, target.target, view.name, kind)
+
+
+def scope_refusal(scope: AccessScope, info: RequestInfo) -> str:
+    """The ``Status`` message of a request the access key's scope refuses: what was asked,
+    where, and the namespaces the key is limited to (``… scope (namespaces dev) does not
+    allow list pods across all namespaces or cluster-wide``)."""
+    if info.is_resource_request:
+        resource = info.resource + (f"/{info.subresource}" if info.subresource else "")
+        where = (
+            f" in namespace {info.namespace}"
+            if info.namespace
+            else " across all namespaces or cluster-wide"
+        )
+        what = f"{info.verb} {resource}{where}"
+    else:
+        what = f"{info.verb} {info.path}"
+    namespaces = sorted({name for rule in scope.rules or () for name in rule.namespaces})
+    limit = f" (namespaces {', '.join(namespaces)})" if namespaces and ANY not in namespaces else ""
+    return f"{NO_ACCESS}: this access key's scope{limit} does not allow {what}"
