@@ -102,7 +102,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404 and message == "Not Found":
         message = f"no such endpoint: {request.method} {request.url.path}"
     elif exc.status_code == 405:
-        headers["Allow"] = _allowed_methods(request)
+        # Routes left out of the OpenAPI document (the OAuth device endpoints, HTML pages)
+        # keep the Allow header Starlette gave.
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
         message = f"{request.method} is not allowed on {request.url.path}"
         details = {"allowed": headers["Allow"].split(", ")}
     elif exc.status_code == 413:

@@ -286,6 +286,12 @@ def test_the_endpoints_answer_oauth_errors_and_take_json_too(api: Api) -> None:
     assert error_of(pending) == "authorization_pending"
 
 
+def test_the_oauth_endpoints_take_only_post_and_say_so(api: Api) -> None:
+    for path in ("/api/v1/auth/device", "/api/v1/auth/device/token"):
+        answer = api.client.get(path)
+        assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+
+
 def test_without_any_browser_sign_in_the_device_endpoint_refuses_clearly(
     database_url: str, tmp_path: Path
 ) -> None:
