@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from kubegate import __version__
+from kubegate.auth.oidc_provider import OidcProvider
 from kubegate.gateway.audit import AuditTrail
 from kubegate.gateway.authority import Authority
 from kubegate.gateway.forward import Forwarder
@@ -35,6 +36,7 @@ from kubegate.server.routers import (
     grants,
     health,
     info,
+    oidc,
     portal,
     users,
 )
@@ -90,7 +92,10 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
                 mint_limiter=mint_limiter,
                 gateway_ca=GatewayCA(settings),
                 access_keys=key_lookup,
+                oidc=OidcProvider(settings.oidc) if settings.oidc else None,
             )
+            if state.oidc is not None:
+                stack.push_async_callback(state.oidc.aclose)
             await bootstrap(state.sessions, settings, announce)
             app.state.kubegate = state
             audit_task = asyncio.create_task(audit.run(), name="proxy audit")
@@ -130,6 +135,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.include_router(audit_log.router)
     app.include_router(grants.router)
     app.include_router(portal.router)
+    app.include_router(oidc.router)
     app.include_router(agent.router)
     return app
 
