@@ -154,6 +154,13 @@ def test_a_login_denied_in_the_browser_ends_the_cli_with_exit_1(
     )
     try:
         prompt = login.prompt()
+        # Without a session the page sends the browser to SSO, to come back to the code.
+        with server.client() as anonymous:
+            bounced = anonymous.get(prompt.complete)
+        assert bounced.status_code == 302
+        assert bounced.headers["location"] == (
+            f"/auth/oidc/login?next=%2Fdevice%3Fuser_code%3D{prompt.code.replace('-', '')}"
+        )
         page = context.new_page()
         page.goto(prompt.page)  # the bare page: the code is typed in
         page.fill("#login", ALICE.email)
