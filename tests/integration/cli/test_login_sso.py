@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,19 @@ def test_a_denied_sso_login_exits_1_with_why_and_saves_nothing(
     assert done.returncode == 1
     assert "error: the login was denied in the browser; not logged in" in done.stderr
     assert "Traceback" not in done.stderr
+    assert not cli.config_file.exists()
+
+
+def test_ctrl_c_while_waiting_ends_cleanly_and_saves_nothing(
+    cli: Cli, api: Api, running: list[SsoLogin]
+) -> None:
+    login = sso(cli, api, running, "--no-browser")
+    login.prompt()
+    login.process.send_signal(signal.SIGINT)
+    done = login.finish()
+    assert done.returncode == 130
+    assert "error: cancelled; not logged in" in done.stderr
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
     assert not cli.config_file.exists()
 
 
