@@ -4,7 +4,8 @@ The proxy's hot path never waits for the database: a token is looked up once (by
 SHA-256) and then answered from :class:`Authority`'s cache, as is each cluster's token epoch
 and the set of users holding a grant on it. What changes those answers invalidates them at
 once: a grant change or revoke-all (``cluster_changed``), a member's deactivation
-(``user_changed``). Every open long-lived exchange (watch, exec, port-forward) is registered
+(``user_changed``), a sign-out everywhere (``person_signed_out``), a deleted access key
+(``access_key_deleted``). Every open long-lived exchange (watch, exec, port-forward) is registered
 under its identity, and revocation cancels it.
 
 Expiry is checked on every request but never cuts an open stream (kube-apiserver behaves
@@ -214,6 +215,18 @@ class Authority:
             self._forget_token(token_hash)
         for exchange in self._exchanges.matching(lambda x: x.identity.user_id == user_id):
             exchange.cancel("the user's access was withdrawn")
+
+    def person_signed_out(self, user_id: str) -> None:
+        """A user signed out everywhere: forget the tokens their own logins minted and close
+        those streams (their access keys' tokens and streams stay)."""
+        for token_hash in [
+            h for h, i in self._tokens.items() if i.user_id == user_id and i.access_key_id is None
+        ]:
+            self._forget_token(token_hash)
+        for exchange in self._exchanges.matching(
+            lambda x: x.identity.user_id == user_id and x.identity.access_key_id is None
+        ):
+            exchange.cancel("the user signed out everywhere")
 
     def access_key_deleted(self, access_key_id: str) -> None:
         """An access key was deleted: its tokens stop working and its streams close."""

@@ -8,7 +8,6 @@ writes must also carry the session's CSRF token in ``X-CSRF-Token``. Both resolv
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -23,10 +22,9 @@ from kubegate.errors import NotFound, PermissionDenied, Unauthenticated
 from kubegate.server import key_policy
 from kubegate.server.key_lookup import key_principal
 from kubegate.server.principal import Principal
+from kubegate.server.sessions import CSRF_HEADER, SESSION_COOKIE, csrf_matches
 from kubegate.server.state import AppState
 
-SESSION_COOKIE = "kubegate_session"
-CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 _bearer = HTTPBearer(auto_error=False, description="API token from POST /api/v1/auth/login.")
@@ -63,20 +61,45 @@ Db = Annotated[AsyncSession, Depends(db_session)]
 
 async def _principal(state: AppState, raw: str, kind: str, what: str) -> Principal:
     """The caller behind a credential, read from the database now (never cached, so a
-    logout, a revocation, a deactivation or an expiry counts from the next request)."""
+    logout, a revocation, a deactivation or an expiry counts from the next request); the use
+    moves its idle deadline forward."""
     found = await state.credentials.find(secret_hash(raw), kind)
     if found is None:
-        raise Unauthenticated(f"this {what} is not valid; log in again")
+        raise Unauthenticated(f"this {what} is not valid; {_again(kind)}")
     if not found.is_active:
         raise Unauthenticated("you are deactivated in this organisation; ask one of its admins")
     if found.revoked_at is not None:
-        raise Unauthenticated(f"this {what} was revoked (logged out); log in again")
-    if found.expires_at <= dt.datetime.now(dt.UTC):
+        raise Unauthenticated(f"this {what} was ended (signed out or revoked); {_again(kind)}")
+    now = dt.datetime.now(dt.UTC)
+    if found.expires_at <= now:
         raise Unauthenticated(
-            f"this {what} expired at {found.expires_at.isoformat()}; log in again"
+            f"this {what} expired at {found.expires_at.isoformat()}; {_again(kind)}"
         )
+    idle = found.idle_expires_at
+    if idle is not None and idle <= now:
+        unused = _duration(found.idle_timeout_seconds or 0)
+        raise Unauthenticated(f"this {what} ended after {unused} without use; {_again(kind)}")
+    state.credentials.touch(found)
     actor = Actor(user_id=found.user_id, org_id=found.org_id, role=MemberRole(found.role))
-    return Principal(actor, found.email, found.token_id, kind, found.expires_at, found.csrf_hash)
+    # This use moves the idle deadline: unused from now on, the credential ends then.
+    idle_after = (
+        None
+        if found.idle_timeout_seconds is None
+        else min(now + dt.timedelta(seconds=found.idle_timeout_seconds), found.expires_at)
+    )
+    return Principal(actor, found.email, found.token_id, kind, found.expires_at, idle_after)
+
+
+def _again(kind: str) -> str:
+    return "sign in again" if kind == "session" else "log in again"
+
+
+def _duration(seconds: int) -> str:
+    """``90`` → ``1 min 30 s``; ``7200`` → ``2 h``."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min"), (secs, "s")) if n]
+    return " ".join(parts) or "0 s"
 
 
 async def api_principal(
@@ -107,24 +130,20 @@ async def session_principal(
         str | None,
         Header(
             alias=CSRF_HEADER,
-            description="The csrf_token from POST /org/login; required on every write.",
+            description="The session's csrf_token (from sign-in or GET /org/session); "
+            "required on every write.",
         ),
     ] = None,
 ) -> Principal:
     """The caller of a portal endpoint, from the session cookie; writes need the CSRF token."""
     if not cookie:
-        raise Unauthenticated("not signed in: POST /org/login first")
+        raise Unauthenticated("not signed in: sign in first (/auth/oidc/login or POST /org/login)")
     principal = await _principal(app_state(request), cookie, "session", "portal session")
-    if request.method not in _SAFE_METHODS:
-        sent = csrf or ""
-        if (
-            not sent
-            or principal.csrf_hash is None
-            or not hmac.compare_digest(secret_hash(sent), principal.csrf_hash)
-        ):
-            raise PermissionDenied(
-                f"missing or wrong CSRF token: send the csrf_token from sign-in in {CSRF_HEADER}"
-            )
+    if request.method not in _SAFE_METHODS and not csrf_matches(cookie, csrf):
+        raise PermissionDenied(
+            f"missing or wrong CSRF token: send the session's csrf_token (from sign-in or "
+            f"GET /org/session) in {CSRF_HEADER}"
+        )
     return principal
 
 

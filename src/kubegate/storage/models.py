@@ -159,9 +159,7 @@ class ApiToken(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))  # "api" (login) or "session" (portal cookie)
-    # Portal sessions carry a CSRF token (hashed) that every write must echo in a header.
-    csrf_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    kind: Mapped[str] = mapped_column(String(16))  # "api" (CLI login) or "session" (portal)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # The absolute end of the credential's life.
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -171,7 +171,7 @@ def test_a_logged_out_token_is_refused_and_writes_nothing(api: Api, path: str) -
     assert api.post("/api/v1/auth/logout", token).status_code == 204
     before = state(api)
     problem = error(api.post(path, token, json=VALID_BODY[path]), 401)
-    assert problem["message"] == "this API token was revoked (logged out); log in again"
+    assert problem["message"] == "this API token was ended (signed out or revoked); log in again"
     assert state(api) == before
 
 

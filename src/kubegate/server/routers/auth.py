@@ -4,20 +4,47 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from kubegate.auth import tokens
 from kubegate.auth.hashing import verify_password
-from kubegate.errors import Unauthenticated
+from kubegate.errors import PermissionDenied, Unauthenticated
 from kubegate.server.audit import record
-from kubegate.server.deps import ApiCaller, Db, State, error_responses
-from kubegate.server.schemas.auth import LoginRequest, LoginResponse, MeResponse, UserOut
+from kubegate.server.deps import ApiCaller, Db, State, app_state, error_responses
+from kubegate.server.principal import Principal
+from kubegate.server.revocation import delete_person_kube_tokens
+from kubegate.server.schemas.auth import (
+    LoginRequest,
+    LoginResponse,
+    MeResponse,
+    SignedOut,
+    UserOut,
+)
+from kubegate.server.state import AppState
 from kubegate.storage.models import Membership, Organization, User
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
 BAD_LOGIN = "wrong email or password"
+PASSWORD_LOGIN_OFF = "password sign-in is turned off on this server; sign in with SSO"
+
+
+async def password_login_on(request: Request) -> None:
+    """Password sign-in (``POST /api/v1/auth/login``, ``POST /org/login``) answers 403 while
+    the ``password_login`` setting is false, before any credential is looked at."""
+    settings = app_state(request).settings
+    if not settings.password_login:
+        how = (
+            " (kubegate login SERVER --sso, or /auth/oidc/login in a browser)"
+            if settings.oidc is not None
+            else "; this server has no SSO provider either: use an access key"
+        )
+        raise PermissionDenied(PASSWORD_LOGIN_OFF + how)
+
+
+PasswordLogin = Depends(password_login_on)
 
 
 async def check_password(db: Db, email: str, password: str) -> tuple[User, Membership]:
@@ -42,6 +69,22 @@ async def check_password(db: Db, email: str, password: str) -> tuple[User, Membe
     return user, membership
 
 
+def record_sign_in(
+    db: AsyncSession, user: User, membership: Membership, credential_id: str, *, method: str
+) -> None:
+    """Audit a sign-in (``auth.login``): who, into which organisation, how, which credential."""
+    event = record(
+        db,
+        None,
+        "auth.login",
+        target_type="session" if method != "device" else "api_token",
+        target_id=credential_id,
+        org_id=membership.org_id,
+        detail={"method": method},
+    )
+    event.actor_user_id, event.actor_email = user.id, user.email
+
+
 def user_out(user: User, membership: Membership) -> UserOut:
     """A user as a member of one organisation (role and status are per membership)."""
     return UserOut(
@@ -56,7 +99,9 @@ def user_out(user: User, membership: Membership) -> UserOut:
 @router.post(
     "/auth/login",
     summary="Exchange email and password for an API token",
-    responses=error_responses(401, 422),
+    description="403 while password sign-in is turned off (the password_login setting).",
+    responses=error_responses(401, 403, 422),
+    dependencies=[PasswordLogin],
 )
 async def login(body: LoginRequest, db: Db, state: State) -> LoginResponse:
     async with db.begin():
@@ -67,10 +112,12 @@ async def login(body: LoginRequest, db: Db, state: State) -> LoginResponse:
             org_id=membership.org_id,
             kind="api",
             ttl_seconds=state.settings.api_token_ttl_seconds,
+            idle_seconds=state.settings.api_token_idle_seconds,
         )
     return LoginResponse(
         token=token,
         expires_at=expires,
+        idle_timeout_seconds=state.settings.api_token_idle_seconds,
         user=user_out(user, membership),
         org_id=membership.org_id,
     )
@@ -89,6 +136,36 @@ async def logout(caller: ApiCaller, db: Db) -> Response:
     return Response(status_code=204)
 
 
+async def sign_out_everywhere(db: Db, state: AppState, caller: Principal) -> SignedOut:
+    """End every CLI login and portal session of the caller in their organisation, and the
+    kube tokens those minted (with their open kubectl streams); access keys stay."""
+    actor = caller.actor
+    async with db.begin():
+        ended = await tokens.revoke_all(db, user_id=actor.user_id, org_id=actor.org_id)
+        await delete_person_kube_tokens(db, user_id=actor.user_id, org_id=actor.org_id)
+        record(
+            db,
+            caller,
+            "auth.logout_everywhere",
+            target_type="user",
+            target_id=actor.user_id,
+            detail={"ended": ended},
+        )
+    state.authority.person_signed_out(actor.user_id)
+    return SignedOut(ended=ended)
+
+
+@router.post(
+    "/auth/logout-everywhere",
+    summary="End all of the caller's CLI logins and portal sessions (sign out everywhere)",
+    description="Also ends the kube tokens those logins minted, closing their open kubectl "
+    "streams; access keys keep working (delete them with DELETE /api/v1/access-keys/{id}).",
+    responses=error_responses(401),
+)
+async def logout_everywhere(caller: ApiCaller, db: Db, state: State) -> SignedOut:
+    return await sign_out_everywhere(db, state, caller)
+
+
 @router.get(
     "/me",
     summary="The caller, their organisation and when their API token expires",
@@ -104,4 +181,5 @@ async def me(caller: ApiCaller, db: Db) -> MeResponse:
         org_id=org.id,
         org_name=org.name,
         token_expires_at=caller.token_expires_at,
+        token_idle_expires_at=caller.idle_expires_at,
     )

@@ -1,8 +1,9 @@
 """The portal's session API: sign in with a cookie, then Cluster Access per DESIGN §3.
 
-Sign-in sets an HttpOnly, Secure, SameSite=Lax session cookie and answers a CSRF token that
-every portal write must echo in ``X-CSRF-Token`` (``deps.PortalCaller`` checks it); both are
-stored only hashed. The access routes share their operations with the REST API
+Sign-in (a password here, SSO in ``routers/oidc``) starts a session (``server/sessions.py``:
+the ``__Host-kubegate_session`` cookie, idle and absolute timeouts) and answers its CSRF
+token, which every portal write must echo in ``X-CSRF-Token`` (``deps.PortalCaller`` checks
+it). The access routes share their operations with the REST API
 (``server/access.py``) and 404 while the access gateway is disabled.
 """
 
@@ -10,14 +11,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from kubegate.auth import tokens
-from kubegate.auth.hashing import new_secret
 from kubegate.server.access import PortalAccess, portal_cluster_access
 from kubegate.server.audit import record
 from kubegate.server.deps import (
-    SESSION_COOKIE,
     Db,
     Gateway,
     PortalCaller,
@@ -26,12 +25,25 @@ from kubegate.server.deps import (
 )
 from kubegate.server.kube_tokens import YamlResponse, kubeconfig_response, kubeconfig_responses
 from kubegate.server.pagination import PageRequest, page_request
-from kubegate.server.routers.auth import check_password, user_out
+from kubegate.server.routers.auth import (
+    PasswordLogin,
+    check_password,
+    record_sign_in,
+    sign_out_everywhere,
+    user_out,
+)
 from kubegate.server.routers.grant_routes import grant_routes
 from kubegate.server.schemas import Page
 from kubegate.server.schemas.access import Capabilities
-from kubegate.server.schemas.auth import LoginRequest, UserOut
+from kubegate.server.schemas.auth import LoginRequest, SignedOut, UserOut
 from kubegate.server.schemas.portal import PortalSession
+from kubegate.server.sessions import (
+    SESSION_COOKIE,
+    clear_session_cookie,
+    csrf_token_for,
+    start_portal_session,
+)
+from kubegate.storage.models import Membership, User
 
 router = APIRouter(prefix="/org", tags=["portal"])
 access = APIRouter(prefix="/clusters/{cluster_id}", dependencies=[Gateway])
@@ -39,43 +51,61 @@ access = APIRouter(prefix="/clusters/{cluster_id}", dependencies=[Gateway])
 
 @router.post(
     "/login",
-    summary="Sign in to the portal: sets the session cookie, answers the CSRF token",
-    responses=error_responses(400, 401, 422),
+    summary="Sign in to the portal with a password: sets the session cookie, answers the "
+    "CSRF token",
+    description="403 while password sign-in is turned off (the password_login setting).",
+    responses=error_responses(400, 401, 403, 422),
+    dependencies=[PasswordLogin],
 )
-async def login(body: LoginRequest, db: Db, state: State, response: Response) -> PortalSession:
-    ttl = state.settings.session_ttl_seconds
+async def login(
+    body: LoginRequest, request: Request, db: Db, state: State, response: Response
+) -> PortalSession:
     async with db.begin():
         user, membership = await check_password(db, body.email, body.password)
-        csrf_token = new_secret("kg_csrf")
-        session_token, expires = tokens.issue(
+        started = await start_portal_session(
             db,
-            user_id=user.id,
-            org_id=membership.org_id,
-            kind="session",
-            ttl_seconds=ttl,
-            csrf_token=csrf_token,
+            state,
+            response,
+            user=user,
+            membership=membership,
+            auth_method="password",
+            previous_secret=request.cookies.get(SESSION_COOKIE),
         )
-    response.set_cookie(
-        SESSION_COOKIE,
-        session_token,
-        max_age=ttl,
-        path="/",
-        secure=True,
-        httponly=True,
-        samesite="lax",
-    )
+        record_sign_in(db, user, membership, started.session_id, method="password")
     return PortalSession(
-        csrf_token=csrf_token,
-        expires_at=expires,
+        csrf_token=started.csrf_token,
+        expires_at=started.expires_at,
+        idle_expires_at=started.idle_expires_at,
         user=user_out(user, membership),
         org_id=membership.org_id,
+    )
+
+
+@router.get(
+    "/session",
+    summary="The signed-in session: who, until when, and its CSRF token",
+    description="What a page loaded after an SSO sign-in needs to make writes: the same "
+    "CSRF token every time for one session.",
+    responses=error_responses(401),
+)
+async def session(caller: PortalCaller, request: Request, db: Db) -> PortalSession:
+    user = await db.get(User, caller.actor.user_id)
+    membership = await db.get(Membership, (caller.actor.org_id, caller.actor.user_id))
+    assert user is not None and membership is not None
+    assert caller.idle_expires_at is not None
+    return PortalSession(
+        csrf_token=csrf_token_for(request.cookies[SESSION_COOKIE]),
+        expires_at=caller.token_expires_at,
+        idle_expires_at=caller.idle_expires_at,
+        user=user_out(user, membership),
+        org_id=caller.actor.org_id,
     )
 
 
 @router.post(
     "/logout",
     status_code=204,
-    summary="End the portal session and clear its cookie",
+    summary="End the portal session and clear its cookie (CSRF)",
     responses=error_responses(401, 403),
 )
 async def logout(caller: PortalCaller, db: Db) -> Response:
@@ -83,8 +113,22 @@ async def logout(caller: PortalCaller, db: Db) -> Response:
         await tokens.revoke(db, caller.token_id)
         record(db, caller, "auth.logout", target_type="session", target_id=caller.token_id)
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    clear_session_cookie(response)
     return response
+
+
+@router.post(
+    "/logout-everywhere",
+    summary="End every portal session and CLI login of the caller (CSRF)",
+    description="Also ends the kube tokens those minted, closing their open kubectl streams; "
+    "access keys keep working. Clears this browser's cookie.",
+    responses=error_responses(401, 403),
+)
+async def logout_everywhere(
+    caller: PortalCaller, db: Db, state: State, response: Response
+) -> SignedOut:
+    clear_session_cookie(response)
+    return await sign_out_everywhere(db, state, caller)
 
 
 @access.get(

@@ -8,9 +8,12 @@ shows everyone's role and account status, which is an admin's tool, not a direct
   is new creates the user (with a password for local login, or none for SSO-only users);
   adding an existing user only creates the membership, and they keep their name and password.
 - ``is_active`` is the membership's: deactivating a member refuses their sign-in to this
-  organisation and revokes every API token and portal session they hold for it, at once;
+  organisation and revokes every API token and portal session they hold for it, at once
+  (their access keys and kube tokens stop at the next request: both check the membership),
+  and closes their open kubectl streams;
   reactivating lets them sign in again (with new tokens). Their memberships of other
   organisations are untouched.
+- An admin can end a member's sessions and CLI logins without deactivating them.
 - An admin cannot demote or deactivate themself, so an organisation always keeps at least one
   active admin: another admin has to do it.
 
@@ -24,19 +27,22 @@ import re
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kubegate.auth import tokens
 from kubegate.auth.hashing import hash_password
 from kubegate.domain.access import Actor, MemberRole, require_admin
 from kubegate.errors import Conflict, NotFound
 from kubegate.server.audit import failures_recorded, record
 from kubegate.server.deps import ApiCaller, Db, State, error_responses
 from kubegate.server.pagination import PageRequest, encode_cursor, page_request, paginate
+from kubegate.server.revocation import delete_person_kube_tokens
 from kubegate.server.schemas import Page
+from kubegate.server.schemas.auth import SignedOut
 from kubegate.server.schemas.users import MemberCreate, MemberOut, MemberUpdate
-from kubegate.storage.models import ApiToken, Membership, User, utcnow
+from kubegate.storage.models import Membership, User
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -189,7 +195,9 @@ async def update_user(
                 changes["is_active"] = {"from": membership.is_active, "to": body.is_active}
                 membership.is_active = body.is_active
                 if not body.is_active:
-                    revoked = await _revoke_tokens(db, membership)
+                    revoked = await tokens.revoke_all(
+                        db, user_id=membership.user_id, org_id=membership.org_id
+                    )
             record(
                 db,
                 caller,
@@ -208,18 +216,31 @@ async def update_user(
     return member_out(user, membership)
 
 
-async def _revoke_tokens(db: AsyncSession, membership: Membership) -> int:
-    """Revoke every live API token and portal session of the member in this organisation."""
-    result = await db.execute(
-        update(ApiToken)
-        .where(
-            ApiToken.user_id == membership.user_id,
-            ApiToken.org_id == membership.org_id,
-            ApiToken.revoked_at.is_(None),
-        )
-        .values(revoked_at=utcnow())
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+@router.post(
+    "/{user_id}/sessions/revoke",
+    summary="End every portal session and CLI login of a member (admin)",
+    description="Also ends the kube tokens those minted, closing their open kubectl streams; "
+    "their access keys keep working (delete them under /api/v1/users/{user_id}/access-keys). "
+    "The member can sign in again; deactivate them to stop that.",
+    responses=error_responses(401, 403, 404),
+)
+async def end_sessions(user_id: str, caller: ApiCaller, db: Db, state: State) -> SignedOut:
+    fields = {"target_type": "user", "target_id": user_id if _USER_ID.match(user_id) else ""}
+    async with failures_recorded(state.sessions, caller, "user.sessions_revoke", **fields):
+        require_admin(caller.actor, "end other members' sessions")
+        async with db.begin():
+            user, membership = await get_member(db, caller.actor, user_id)
+            ended = await tokens.revoke_all(db, user_id=user.id, org_id=membership.org_id)
+            await delete_person_kube_tokens(db, user_id=user.id, org_id=membership.org_id)
+            record(
+                db,
+                caller,
+                "user.sessions_revoke",
+                detail={"email": user.email, "ended": ended},
+                **fields,
+            )
+    state.authority.person_signed_out(user.id)
+    return SignedOut(ended=ended)
 
 
 def _refuse_self_lockout(actor: Actor, user_id: str, body: MemberUpdate) -> None:

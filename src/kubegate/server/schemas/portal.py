@@ -13,9 +13,12 @@ class PortalSession(BaseModel):
     """Answer to a portal sign-in; the session itself travels in the HttpOnly cookie."""
 
     csrf_token: str = Field(
-        description="Send this in the X-CSRF-Token header on every portal write. Shown once, "
-        "stored only hashed."
+        description="Send this in the X-CSRF-Token header on every portal write (derived from "
+        "the session cookie; GET /org/session answers it again)."
     )
     expires_at: dt.datetime = Field(description="When the session (and the cookie) ends.")
+    idle_expires_at: dt.datetime = Field(
+        description="When the session ends unless used before; every request moves it forward."
+    )
     user: UserOut
     org_id: str

@@ -5,7 +5,9 @@ idle timeouts for API tokens and portal sessions.
 - ``oidc_logins``: a browser sign-in under way (state hash, browser binding, nonce, PKCE).
 - ``device_authorizations``: ``kubegate login --sso`` under way (RFC 8628).
 - ``access_keys``: personal credentials for automation, stored as SHA-256 only.
-- ``api_tokens`` gains ``auth_method``, ``idle_timeout_seconds`` and ``last_used_at``.
+- ``api_tokens`` gains ``auth_method``, ``idle_timeout_seconds`` and ``last_used_at``, and loses
+  ``csrf_hash`` (a session's CSRF token is derived from its secret now, so ``GET /org/session``
+  can answer it again after a sign-in through SSO).
 
 Revision ID: 0005
 Revises: 0004
@@ -118,10 +120,13 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("idle_timeout_seconds", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True))
+        # The CSRF token is now derived from the session secret (server/sessions.py).
+        batch_op.drop_column("csrf_hash")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("csrf_hash", sa.String(length=64), nullable=True))
         batch_op.drop_column("last_used_at")
         batch_op.drop_column("idle_timeout_seconds")
         batch_op.drop_column("auth_method")
