@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,25 @@ def test_an_approved_code_gives_the_cli_a_working_login_once(
     assert me.json()["org_id"] == login["org_id"]
 
     assert error_of(poll_after_interval(api, started["device_code"])) == "invalid_grant"
+
+
+def test_of_polls_racing_for_an_approved_code_exactly_one_gets_the_login(
+    api: Api, admin_portal: Portal
+) -> None:
+    started = start(api)
+    approve(admin_portal, started["user_code"])
+    time.sleep(INTERVAL)  # the interval, so that no poll is told to slow down
+    with (
+        httpx.Client(base_url=api.url, timeout=30) as one,
+        httpx.Client(base_url=api.url, timeout=30) as other,
+        ThreadPoolExecutor(4) as pool,
+    ):
+        form = {"grant_type": GRANT, "device_code": started["device_code"]}
+        answers = list(
+            pool.map(lambda c: c.post("/api/v1/auth/device/token", data=form), [one, other] * 2)
+        )
+    assert sorted(a.status_code for a in answers) == [200, 400, 400, 400]
+    assert {a.json()["error"] for a in answers if a.status_code == 400} == {"invalid_grant"}
 
 
 def test_the_login_is_a_device_cli_login_with_idle_and_absolute_lifetimes_for_the_approver(
