@@ -156,6 +156,21 @@ def test_deactivating_the_member_makes_their_token_fail(
     assert proxy_get(api, f"/clusters/{cluster_id}{PODS}", token).status_code == 401
 
 
+@pytest.mark.parametrize("who", ["the member", "an admin"])
+def test_signing_the_member_out_everywhere_makes_their_cached_token_fail(
+    api: Api, granted: tuple[str, str], member: tuple[str, str], who: str
+) -> None:
+    cluster_id, token = granted
+    # Used once, so the proxy answers it from memory from now on.
+    assert proxy_get(api, f"/clusters/{cluster_id}{PODS}", token).status_code == 503
+    if who == "the member":
+        response = api.post("/api/v1/auth/logout-everywhere", member[1])
+    else:
+        response = api.post(f"/api/v1/users/{member[0]}/sessions/revoke")
+    assert response.status_code == 200, response.text
+    assert proxy_get(api, f"/clusters/{cluster_id}{PODS}", token).status_code == 401
+
+
 def test_an_api_token_is_not_a_kube_token(api: Api, granted: tuple[str, str]) -> None:
     cluster_id, _ = granted
     response = proxy_get(api, f"/clusters/{cluster_id}{PODS}", api.admin_token)
