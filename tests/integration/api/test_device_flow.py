@@ -223,6 +223,27 @@ def test_an_expired_code_answers_expired_token_and_cannot_be_approved(
     assert "Approve" not in page.text
 
 
+def test_codes_long_expired_are_cleaned_up_when_new_ones_are_asked_for(
+    api: Api, db: Engine
+) -> None:
+    old, recent = start(api), start(api)
+    now = dt.datetime.now(dt.UTC)
+    with db.begin() as conn:  # clock jumps: one code expired two hours ago, one a minute ago
+        for started, ago in ((old, 120), (recent, 1)):
+            conn.execute(
+                update(DeviceAuthorization)
+                .where(DeviceAuthorization.user_code == started["user_code"].replace("-", ""))
+                .values(expires_at=now - dt.timedelta(minutes=ago))
+            )
+    start(api)
+    with Session(db) as session:
+        left = set(session.scalars(select(DeviceAuthorization.user_code)))
+    assert old["user_code"].replace("-", "") not in left
+    assert recent["user_code"].replace("-", "") in left  # still answers expired_token
+    assert error_of(poll(api, recent["device_code"])) == "expired_token"
+    assert error_of(poll(api, old["device_code"])) == "invalid_grant"
+
+
 def test_a_denied_code_answers_access_denied(api: Api, admin_portal: Portal) -> None:
     started = start(api)
     done = approve(admin_portal, started["user_code"], "deny")

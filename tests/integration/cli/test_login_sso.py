@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, update
 
+from kubegate.server.app import create_app
 from kubegate.settings import Settings
 from kubegate.storage.models import ApiToken
-from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, make_settings
+from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, ServerThread, make_settings
 from tests.fixtures.cli import Cli
 from tests.fixtures.sso_login import SsoLogin, decide_over_http
 
@@ -180,3 +181,14 @@ def test_sso_refuses_password_options(cli: Cli, api: Api) -> None:
     stderr = cli.fails("login", api.url, "--sso", "--password-stdin", input="x\n")
     assert "--sso signs in through the browser" in stderr
     assert "--no-browser goes with --sso" in cli.fails("login", api.url, "--no-browser")
+
+
+def test_a_server_with_no_browser_sign_in_refuses_sso_login_clearly(
+    cli: Cli, database_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(database_url, tmp_path / "data", password_login=False)
+    with ServerThread(create_app(settings)) as server:
+        stderr = cli.fails("login", server.url, "--sso", "--no-browser")
+    assert f"kubegate at {server.url} cannot start an SSO login" in stderr
+    assert "neither [oidc] nor password_login" in stderr
+    assert not cli.config_file.exists()
