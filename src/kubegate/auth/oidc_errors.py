@@ -2,7 +2,7 @@
 
 Every class is a :class:`~kubegate.errors.KubegateError` with the HTTP status of its page and a
 message that says what happened and what to do. The browser flow renders them as HTML
-(``server/oidc/pages.py``); nothing here ever carries a token, a code or a secret. The
+(``server/oidc_pages.py``); nothing here ever carries a token, a code or a secret. The
 ``message`` of :class:`IdTokenRejected` is for the server log only: the page shows a generic
 sentence and a reference id, so a forged token teaches its author nothing.
 """
