@@ -303,6 +303,15 @@ def test_unknown_state_is_refused(sso_client: SsoClient) -> None:
     assert_page(refused, 400, "sign_in_expired")
 
 
+@pytest.mark.parametrize("field", ["code", "state", "error"])
+def test_an_oversized_callback_gets_the_page_not_json(sso_client: SsoClient, field: str) -> None:
+    callback = sso_client.callback_for(ALICE)
+
+    refused = sso_client.finish(with_query(callback, **{field: "a" * 4096}))
+
+    assert_page(refused, 400, "sign_in_expired", "too long")
+
+
 def test_code_from_another_sign_in_fails_pkce_at_the_provider(sso_client: SsoClient) -> None:
     # The same browser starts two sign-ins; the code of the first arrives with the state of
     # the second: kubegate sends the second's verifier and Dex refuses the exchange.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from kubegate.auth.oidc_errors import (
 from kubegate.settings import OidcSettings
 
 log = logging.getLogger("kubegate.oidc")
+_OAUTH_ERROR = re.compile(r"[a-z_]{1,64}")
 
 #: Seconds a discovery document is used before it is read again.
 METADATA_TTL: Final = 3600.0
@@ -264,7 +266,10 @@ class OidcProvider:
                 f"{response.status_code} without a JSON body. Try again in a minute."
             )
         if "error" in answer or response.status_code != 200:
-            error = str(answer.get("error", f"HTTP {response.status_code}"))[:100]
+            raw = str(answer.get("error", ""))
+            # Only an OAuth error code reaches the page; anything else the provider wrote
+            # stays out of it (and out of the log beyond its status).
+            error = raw if _OAUTH_ERROR.fullmatch(raw) else f"HTTP {response.status_code}"
             log.warning(
                 "the OIDC provider refused the code exchange",
                 extra={"oauth_error": error, "status": response.status_code},

@@ -43,6 +43,14 @@ def app_state(request: Request) -> AppState:
     return state
 
 
+def public_base_url(request: Request) -> str:
+    """The API and portal's base URL as clients reach it (``Settings.base_url``), with the
+    port this server really listens on standing in for a configured port of 0."""
+    server = request.scope.get("server")
+    bound = int(server[1]) if server and server[1] else None
+    return app_state(request).settings.base_url(bound_port=bound)
+
+
 async def get_state(request: Request) -> AppState:
     return app_state(request)
 

@@ -40,7 +40,7 @@ from kubegate.auth.device_codes import (
 from kubegate.errors import PermissionDenied, Unauthenticated
 from kubegate.server import device_logins, device_page
 from kubegate.server.audit import record_failure
-from kubegate.server.deps import Db, State, app_state, session_principal
+from kubegate.server.deps import Db, State, app_state, public_base_url, session_principal
 from kubegate.server.principal import Principal
 from kubegate.server.routers.auth import user_out
 from kubegate.server.sessions import CSRF_FIELD, SESSION_COOKIE, csrf_token_for
@@ -51,14 +51,6 @@ router = APIRouter(include_in_schema=False)
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 MAX_DESCRIPTION = 200
-
-
-def public_base_url(request: Request) -> str:
-    """The API and portal's base URL as clients reach it (``Settings.base_url``), with the
-    port this server really listens on standing in for a configured port of 0."""
-    server = request.scope.get("server")
-    bound = int(server[1]) if server and server[1] else None
-    return app_state(request).settings.base_url(bound_port=bound)
 
 
 def oauth_error(code: str, description: str, *, interval: int | None = None) -> JSONResponse:

@@ -38,7 +38,7 @@ from kubegate.auth.oidc_errors import (
 from kubegate.auth.oidc_identity import identity_from_claims
 from kubegate.auth.oidc_provider import OidcProvider
 from kubegate.server.audit import failure_detail, record
-from kubegate.server.deps import Db, State, app_state
+from kubegate.server.deps import Db, State, public_base_url
 from kubegate.server.oidc_logins import (
     BROWSER_COOKIE,
     LOGIN_TTL_SECONDS,
@@ -63,9 +63,7 @@ _OAUTH_ERROR = re.compile(r"^[a-z_]{1,64}$")
 def redirect_uri(request: Request) -> str:
     """The callback URL registered at the provider: ``Settings.base_url`` + the callback
     path (the port this server listens on stands in for a configured port of 0)."""
-    server = request.scope.get("server")
-    bound = int(server[1]) if server and server[1] else None
-    return app_state(request).settings.base_url(bound_port=bound) + CALLBACK_PATH
+    return public_base_url(request) + CALLBACK_PATH
 
 
 def _provider(state: AppState) -> OidcProvider:
@@ -119,15 +117,18 @@ async def callback(
     request: Request,
     db: Db,
     state: State,
-    code: Annotated[str | None, Query(max_length=2048)] = None,
-    state_param: Annotated[str | None, Query(alias="state", max_length=512)] = None,
-    error: Annotated[str | None, Query(max_length=256)] = None,
+    code: str | None = None,
+    state_param: Annotated[str | None, Query(alias="state")] = None,
+    error: str | None = None,
 ) -> Response:
     """Finish the sign-in the provider sent the browser back from."""
     next_path = "/"
     email: str | None = None
     try:
         provider = _provider(state)
+        # Lengths checked here, not by FastAPI, so an oversized link gets the page too.
+        if len(code or "") > 2048 or len(state_param or "") > 512 or len(error or "") > 256:
+            raise SignInExpired("This sign-in link is malformed (too long). Start again.")
         if error is not None:
             await _end_quietly(db, request, state_param)
             raise _provider_error(provider, error)
