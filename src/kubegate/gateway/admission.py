@@ -10,7 +10,7 @@ forwarder answers as a Kubernetes ``Status``.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qs
@@ -25,12 +25,16 @@ from kubegate.gateway.limits import Concurrency, RateLimiter, retry_after
 from kubegate.gateway.registry import TunnelRegistry
 from kubegate.gateway.store import Identity
 from kubegate.gateway.target import split_target
+from kubegate.kube.access_reviews import as_namespaced, is_self_review, reviewed_namespace
 from kubegate.kube.requestinfo import RequestInfo, is_long_running, parse_request_info
 from kubegate.settings import Settings
 
 STREAMING_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 
 Held = Literal["watch", "stream"]
+
+ReadBody = Callable[[], Awaitable[bytes]]
+"""Reads a request's whole body, bounded (raises to refuse one too large)."""
 
 
 @dataclass
@@ -88,9 +92,19 @@ class Admission:
     def _limit(self, kind: Held) -> Concurrency:
         return self.streams if kind == "stream" else self.watches
 
-    async def admit(self, request: Request, method: str, outcome: Outcome) -> Admitted:
+    async def admit(
+        self,
+        request: Request,
+        method: str,
+        outcome: Outcome,
+        read_body: ReadBody | None = None,
+    ) -> Admitted:
         """Check ``request``, recording what is known into ``outcome``; raises a
-        :class:`~kubegate.errors.KubegateError` to refuse it."""
+        :class:`~kubegate.errors.KubegateError` to refuse it.
+
+        ``read_body`` reads the request's whole (small) body: called only for a
+        SelfSubjectRulesReview or SelfSubjectAccessReview made with a namespace-limited
+        access key, whose namespace is in the body (``kube/access_reviews.py``)."""
         target = split_target(request.target)
         outcome.path = target.path
         if not self.settings.gateway_enabled:
@@ -111,7 +125,12 @@ class Admission:
         if info.subresource in ("exec", "attach"):
             outcome.extra["command"] = parse_qs(target.query).get("command", [])
         if identity.scope is not None and not identity.scope.allows(info):
-            raise PermissionDenied(scope_refusal(identity.scope, info))
+            asked = info
+            if read_body is not None and is_self_review(info):
+                namespace = reviewed_namespace(info, await read_body())
+                asked = info if namespace is None else as_namespaced(info, namespace)
+            if asked is info or not identity.scope.allows(asked):
+                raise PermissionDenied(scope_refusal(identity.scope, asked))
         now = self._clock()
         wait = self.rate.take(identity.key, now)
         if wait > 0:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from kubegate.errors import BadGateway, KubegateError, Unavailable
+from kubegate.errors import BadGateway, InvalidRequest, KubegateError, PayloadTooLarge, Unavailable
 from kubegate.gateway.admission import Admission, Admitted, Outcome
 from kubegate.gateway.audit import AuditTrail
 from kubegate.gateway.authority import Authority, Cancel
@@ -33,6 +33,7 @@ from kubegate.gateway.http1 import (
     Request,
 )
 from kubegate.gateway.registry import TunnelRegistry
+from kubegate.kube.access_reviews import MAX_BODY
 from kubegate.kube.status import status_response
 from kubegate.settings import Settings
 from kubegate.tunnel.exchange import ProxiedResponse, decode_response, tunnel_request_headers
@@ -79,15 +80,22 @@ class Forwarder:
         method = request.method.decode("ascii", "replace")
         outcome = Outcome(self._clock(), method, request.target.decode("ascii", "replace"))
         admitted: Admitted | None = None
+        body: list[bytes] = []
+
+        async def read_body() -> bytes:
+            body.append(await _read_small_body(conn, request, outcome))
+            return body[0]
+
         try:
             try:
-                admitted = await self.admission.admit(request, method, outcome)
+                admitted = await self.admission.admit(request, method, outcome, read_body)
             except KubegateError as exc:
                 return await self._refuse(conn, exc, outcome)
             # The apiserver's audit log gets kubectl's real address (headers.py dropped any
             # address the client claimed).
             headers = [*admitted.headers, ("x-forwarded-for", conn.peer.rsplit(":", 1)[0])]
-            return await self._relay(conn, request, outcome, admitted, headers)
+            read = body[0] if body else None
+            return await self._relay(conn, request, outcome, admitted, headers, read)
         finally:
             if admitted is not None:
                 self.admission.release(admitted)
@@ -121,7 +129,10 @@ class Forwarder:
         outcome: Outcome,
         admitted: Admitted,
         headers: list[tuple[str, str]],
+        read: bytes | None = None,
     ) -> bool:
+        """Relay the exchange; ``read`` is the request body when admission already read it
+        (it is sent as it is, and the connection is only watched for kubectl going away)."""
         identity, upgrade, cluster_name = admitted.identity, admitted.upgrade, admitted.cluster
         has_body = _has_body(request)
         link = self.tunnels.link(identity.cluster_id)
@@ -129,7 +140,7 @@ class Forwarder:
             return await self._refuse(
                 conn, Unavailable(f"cluster {cluster_name} is offline"), outcome
             )
-        if not has_body:
+        if not has_body and read is None:
             try:
                 event = conn.http.next_event()
             except RemoteProtocolError:
@@ -163,7 +174,9 @@ class Forwarder:
                 reason.append(why)
                 relay.cancel()
 
-        pump = asyncio.ensure_future(self._pump_client(conn, stream, outcome, has_body, cancel))
+        pump = asyncio.ensure_future(
+            self._pump_client(conn, stream, outcome, has_body, cancel, read)
+        )
         relay = asyncio.ensure_future(self._relay_stream(conn, stream, outcome, pump))
         try:
             with self.authority.registered(identity, "exchange", cancel):
@@ -247,10 +260,15 @@ class Forwarder:
         outcome: Outcome,
         has_body: bool,
         cancel: Cancel,
+        read: bytes | None = None,
     ) -> None:
         """Client → tunnel: the request body, then watch for kubectl going away."""
         try:
-            if has_body:
+            if read is not None:
+                if read:
+                    await stream.send(read)
+                await stream.end()
+            elif has_body:
                 while True:
                     event = await conn.next_event()
                     if isinstance(event, Data):
@@ -366,6 +384,34 @@ class Forwarder:
             status=outcome.status,
             detail=detail,
         )
+
+
+async def _read_small_body(conn: ClientConnection, request: Request, outcome: Outcome) -> bytes:
+    """The whole body of a request admission must read (an access review), at most
+    :data:`~kubegate.kube.access_reviews.MAX_BODY` bytes; 413 for more, 400 when kubectl's
+    connection breaks mid-body."""
+    if not _has_body(request):
+        return b""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            event = await conn.next_event()
+        except (ConnectionError, RemoteProtocolError) as exc:
+            raise InvalidRequest(f"the request body could not be read: {exc}") from exc
+        if isinstance(event, EndOfMessage):
+            break
+        if not isinstance(event, Data):
+            raise InvalidRequest("the request body ended early")
+        size += len(event.data)
+        outcome.bytes_in += len(event.data)
+        if size > MAX_BODY:
+            raise PayloadTooLarge(
+                f"an access review over {MAX_BODY // 1024} KiB is refused to an access key "
+                "limited to some namespaces"
+            )
+        chunks.append(event.data)
+    return b"".join(chunks)
 
 
 def _has_body(request: Request) -> bool:
