@@ -47,7 +47,7 @@ class Trust:
 @dataclass(frozen=True, slots=True)
 class Credential:
     """A bearer credential for the REST API. ``kind`` says how it was obtained
-    (``password``, ``token``; the identity issue adds ``sso`` and ``access-key``)."""
+    (``password``, ``token``, ``sso`` or ``access_key``)."""
 
     kind: str
     token: str
@@ -104,8 +104,9 @@ class Config:
 
 def login_command(login: Login) -> str:
     """What to run to log in to ``login``'s server again the way it was logged in (an SSO
-    login says ``--sso``)."""
-    return f"kubegate login {login.server}" + (" --sso" if login.credential.kind == "sso" else "")
+    login says ``--sso``, an access key ``--access-key``)."""
+    how = {"sso": " --sso", "access_key": " --access-key"}.get(login.credential.kind, "")
+    return f"kubegate login {login.server}{how}"
 
 
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -17,7 +17,7 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kubegate.auth import access_keys
@@ -29,6 +29,7 @@ from kubegate.server.deps import ApiCaller, Db, State, error_responses
 from kubegate.server.key_lookup import NO_EXPIRY
 from kubegate.server.pagination import PageRequest, next_cursor, page_request, paginate
 from kubegate.server.principal import Principal
+from kubegate.server.revocation import delete_key_kube_tokens
 from kubegate.server.routers.users import get_member
 from kubegate.server.schemas import Page
 from kubegate.server.schemas.access_keys import (
@@ -39,7 +40,7 @@ from kubegate.server.schemas.access_keys import (
     KeyScopeOut,
 )
 from kubegate.server.state import AppState
-from kubegate.storage.models import AccessKey, Cluster, KubeToken, is_id, utcnow
+from kubegate.storage.models import AccessKey, Cluster, is_id, utcnow
 
 router = APIRouter(prefix="/api/v1/access-keys", tags=["access keys"])
 admin_router = APIRouter(prefix="/api/v1/users/{user_id}/access-keys", tags=["access keys"])
@@ -247,8 +248,7 @@ async def _delete(
                 f"access key {key.name!r} reaches beyond this access key's scope; delete it "
                 "with a login or a wider key"
             )
-        result = await db.execute(delete(KubeToken).where(KubeToken.access_key_id == key.id))
-        tokens = int(getattr(result, "rowcount", 0) or 0)
+        tokens = await delete_key_kube_tokens(db, key.id)
         await db.delete(key)
         record(
             db,
