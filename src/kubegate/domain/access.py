@@ -37,6 +37,24 @@ class GrantSpec:
     namespace: str | None  # None: the whole cluster
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceAccountSpec:
+    """One kubegate-managed ServiceAccount as the server sends it to the agent: the account
+    (``namespace``/``name``) and the role it is bound to, in its namespace (RoleBinding) or
+    across the cluster (ClusterRoleBinding, ``cluster_wide``)."""
+
+    service_account_id: str
+    namespace: str
+    name: str
+    role: Role
+    cluster_wide: bool
+
+    @property
+    def username(self) -> str:
+        """The name Kubernetes knows the account by (its tokens', and impersonation's)."""
+        return f"system:serviceaccount:{self.namespace}:{self.name}"
+
+
 class ScopeKind(enum.StrEnum):
     """Where a grant applies: the whole cluster (ClusterRoleBinding) or one namespace."""
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal, NoReturn, TypeAlias
 
-from kubegate.domain.access import GrantSpec, Role, dns1123_label_problem
+from kubegate.domain.access import GrantSpec, Role, ServiceAccountSpec, dns1123_label_problem
 from kubegate.errors import TunnelProtocolError
 
-SCHEMA_VERSIONS: tuple[int, ...] = (1,)
+SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 """Control schema versions this build speaks."""
 
 INCOMPATIBLE_VERSION = "incompatible_version"
@@ -54,10 +54,13 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Desired:
-    """The gateway's complete desired RBAC state for the cluster, at one revision."""
+    """The gateway's complete desired RBAC state for the cluster, at one revision: the
+    people's grants and the ServiceAccounts kubegate manages (an optional field on the wire:
+    an older server sends none, an older agent ignores them)."""
 
     revision: int
     grants: tuple[GrantSpec, ...]
+    service_accounts: tuple[ServiceAccountSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +73,45 @@ class GrantResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceAccountResult:
+    """How reconciling one ServiceAccount (the account and its binding) went."""
+
+    service_account_id: str
+    status: Literal["applied", "failed"]
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Results:
-    """The agent's outcome for every grant of one revision, after a reconcile pass."""
+    """The agent's outcome for every grant (and ServiceAccount) of one revision, after a
+    reconcile pass."""
 
     revision: int
     results: tuple[GrantResult, ...]
+    service_accounts: tuple[ServiceAccountResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    """Server → agent: mint a bound token (the TokenRequest API) for a ServiceAccount that
+    kubegate manages. With ``break_glass`` the agent first makes sure the account exists and
+    is bound to ``cluster-admin`` (the admin kubeconfig's account). Schema 2 and later."""
+
+    request_id: str
+    namespace: str
+    name: str
+    expiration_seconds: int
+    break_glass: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TokenAnswer:
+    """Agent → server: the token of one :class:`TokenRequest`, or why there is none."""
+
+    request_id: str
+    token: str = field(default="", repr=False)
+    expires_at: str = ""  # RFC 3339, as the apiserver answered it
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +122,12 @@ class Failure:
     message: str
 
 
-ControlMessage: TypeAlias = Hello | Desired | Results | Failure
+ControlMessage: TypeAlias = Hello | Desired | Results | Failure | TokenRequest | TokenAnswer
+
+SERVICE_ACCOUNTS_SCHEMA = 2
+"""The first schema version with ``service_accounts`` in ``desired`` and ``results``, and
+the ``token_request`` and ``token`` messages: a server sends them only to an agent it
+negotiated this version or later with."""
 
 
 def negotiate(ours: tuple[int, ...], theirs: tuple[int, ...]) -> int | None:
@@ -123,6 +165,17 @@ def encode_message(message: ControlMessage) -> bytes:
                     for grant in message.grants
                 ],
             }
+            if message.service_accounts:  # absent when empty: what older agents always saw
+                obj["service_accounts"] = [
+                    {
+                        "service_account_id": account.service_account_id,
+                        "namespace": account.namespace,
+                        "name": account.name,
+                        "role": account.role,
+                        "scope": "cluster" if account.cluster_wide else "namespace",
+                    }
+                    for account in message.service_accounts
+                ]
         case Results():
             obj = {
                 "type": "results",
@@ -132,8 +185,34 @@ def encode_message(message: ControlMessage) -> bytes:
                     for result in message.results
                 ],
             }
+            if message.service_accounts:
+                obj["service_accounts"] = [
+                    {
+                        "service_account_id": result.service_account_id,
+                        "status": result.status,
+                        "detail": result.detail,
+                    }
+                    for result in message.service_accounts
+                ]
         case Failure():
             obj = {"type": "error", "code": message.code, "message": message.message}
+        case TokenRequest():
+            obj = {
+                "type": "token_request",
+                "request_id": message.request_id,
+                "namespace": message.namespace,
+                "name": message.name,
+                "expiration_seconds": message.expiration_seconds,
+                "break_glass": message.break_glass,
+            }
+        case TokenAnswer():
+            obj = {
+                "type": "token",
+                "request_id": message.request_id,
+                "token": message.token,
+                "expires_at": message.expires_at,
+                "error": message.error,
+            }
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
@@ -266,6 +345,35 @@ def _decode_grant(obj: dict[str, object], where: str) -> GrantSpec:
     )
 
 
+def _label(obj: dict[str, object], where: str, name: str) -> str:
+    value = _string(obj, where, name)
+    problem = dns1123_label_problem(value)
+    if problem is not None:
+        _reject(f"{where}.{name} {_shown(value)} {problem}")
+    return value
+
+
+def _decode_service_account(obj: dict[str, object], where: str) -> ServiceAccountSpec:
+    role = _string(obj, where, "role")
+    if role not in _ROLES:
+        _reject(f"{where}.role must be one of {_ROLE_LIST}; got {_shown(role)}")
+    scope = _string(obj, where, "scope")
+    if scope not in ("cluster", "namespace"):
+        _reject(f"{where}.scope must be 'cluster' or 'namespace'; got {_shown(scope)}")
+    return ServiceAccountSpec(
+        service_account_id=_string(obj, where, "service_account_id"),
+        namespace=_label(obj, where, "namespace"),
+        name=_label(obj, where, "name"),
+        role=Role(role),
+        cluster_wide=scope == "cluster",
+    )
+
+
+def _optional_objects(obj: dict[str, object], where: str, name: str) -> list[dict[str, object]]:
+    """An array field a newer peer adds: absent means empty."""
+    return _objects(obj, where, name) if name in obj else []
+
+
 def _decode_desired(obj: dict[str, object]) -> Desired:
     revision = _integer(obj, "desired", "revision", minimum=0)
     grants = tuple(
@@ -274,16 +382,35 @@ def _decode_desired(obj: dict[str, object]) -> Desired:
     )
     if len({grant.grant_id for grant in grants}) != len(grants):
         _reject("desired.grants has two grants with the same grant_id")
-    return Desired(revision=revision, grants=grants)
+    accounts = tuple(
+        _decode_service_account(item, f"desired.service_accounts[{index}]")
+        for index, item in enumerate(_optional_objects(obj, "desired", "service_accounts"))
+    )
+    if len({a.service_account_id for a in accounts}) != len(accounts):
+        _reject("desired.service_accounts has two with the same service_account_id")
+    if len({(a.namespace, a.name) for a in accounts}) != len(accounts):
+        _reject("desired.service_accounts names one ServiceAccount twice")
+    return Desired(revision=revision, grants=grants, service_accounts=accounts)
 
 
 def _decode_result(obj: dict[str, object], where: str) -> GrantResult:
+    status = _status(obj, where)
+    detail = _string(obj, where, "detail", empty=True) if "detail" in obj else ""
+    return GrantResult(grant_id=_string(obj, where, "grant_id"), status=status, detail=detail)
+
+
+def _status(obj: dict[str, object], where: str) -> Literal["applied", "failed"]:
     status = _string(obj, where, "status")
     if status not in _STATUSES:
         _reject(f"{where}.status must be 'applied' or 'failed'; got {_shown(status)}")
-    detail = _string(obj, where, "detail", empty=True) if "detail" in obj else ""
-    return GrantResult(
-        grant_id=_string(obj, where, "grant_id"), status=_STATUSES[status], detail=detail
+    return _STATUSES[status]
+
+
+def _decode_account_result(obj: dict[str, object], where: str) -> ServiceAccountResult:
+    return ServiceAccountResult(
+        service_account_id=_string(obj, where, "service_account_id"),
+        status=_status(obj, where),
+        detail=_string(obj, where, "detail", empty=True) if "detail" in obj else "",
     )
 
 
@@ -293,7 +420,42 @@ def _decode_results(obj: dict[str, object]) -> Results:
         _decode_result(item, f"results.results[{index}]")
         for index, item in enumerate(_objects(obj, "results", "results"))
     )
-    return Results(revision=revision, results=results)
+    accounts = tuple(
+        _decode_account_result(item, f"results.service_accounts[{index}]")
+        for index, item in enumerate(_optional_objects(obj, "results", "service_accounts"))
+    )
+    return Results(revision=revision, results=results, service_accounts=accounts)
+
+
+def _boolean(obj: dict[str, object], where: str, name: str) -> bool:
+    value = _field(obj, where, name)
+    if not isinstance(value, bool):
+        _reject(f"{where}.{name} must be a boolean, not {_type_name(value)}")
+    return value
+
+
+def _decode_token_request(obj: dict[str, object]) -> TokenRequest:
+    where = "token_request"
+    return TokenRequest(
+        request_id=_string(obj, where, "request_id"),
+        namespace=_label(obj, where, "namespace"),
+        name=_label(obj, where, "name"),
+        expiration_seconds=_integer(obj, where, "expiration_seconds", minimum=1),
+        break_glass=_boolean(obj, where, "break_glass"),
+    )
+
+
+def _decode_token_answer(obj: dict[str, object]) -> TokenAnswer:
+    where = "token"
+    answer = TokenAnswer(
+        request_id=_string(obj, where, "request_id"),
+        token=_string(obj, where, "token", empty=True),
+        expires_at=_string(obj, where, "expires_at", empty=True),
+        error=_string(obj, where, "error", empty=True),
+    )
+    if bool(answer.token) == bool(answer.error):
+        _reject("token must carry exactly one of a token and an error")
+    return answer
 
 
 def _decode_failure(obj: dict[str, object]) -> Failure:
@@ -334,6 +496,10 @@ def decode_message(data: bytes) -> ControlMessage:
             return _decode_results(obj)
         case "error":
             return _decode_failure(obj)
+        case "token_request":
+            return _decode_token_request(obj)
+        case "token":
+            return _decode_token_answer(obj)
         case None:
             _reject("control message has no 'type'")
         case _:

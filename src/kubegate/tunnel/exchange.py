@@ -5,10 +5,14 @@ headers (``Connection``, ``Upgrade``, ``Transfer-Encoding``...) and has no ``101
 status, so two ``kubegate-*`` headers carry what they would say:
 
 - request: ``kubegate-user`` is the authenticated user's email (the agent impersonates
-  ``<prefix><email>``); ``kubegate-upgrade`` is the client's ``Upgrade`` value on an upgrade
-  request (exec, attach, cp, port-forward), absent otherwise; ``kubegate-long-running: watch``
-  marks a request the gateway counted as long-running (a watch, a followed log), which the
-  agent may carry on an HTTP/2 connection to the apiserver shared with other such requests.
+  ``<prefix><email>``); ``kubegate-service-account: <namespace>/<name>`` instead marks a
+  request made with a kubegate-managed ServiceAccount's kube token (the agent impersonates
+  ``system:serviceaccount:<namespace>:<name>``, with the groups Kubernetes gives it, and only
+  an account in its desired set); ``kubegate-upgrade`` is the client's ``Upgrade`` value
+  on an upgrade request (exec, attach, cp, port-forward), absent otherwise;
+  ``kubegate-long-running: watch`` marks a request the gateway counted as long-running (a
+  watch, a followed log), which the agent may carry on an HTTP/2 connection to the
+  apiserver shared with other such requests.
 - response: an upstream ``101 Switching Protocols`` travels as ``:status 200`` with
   ``kubegate-upgrade: <the upstream's Upgrade value>``; from then on the stream's DATA frames
   carry the upgraded connection's raw bytes both ways (WebSocket or SPDY frames, never
@@ -24,10 +28,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from kubegate.domain.access import dns1123_label_problem
 from kubegate.errors import TunnelProtocolError
 from kubegate.tunnel.events import Headers
 
 USER_HEADER = "kubegate-user"
+SERVICE_ACCOUNT_HEADER = "kubegate-service-account"
 UPGRADE_HEADER = "kubegate-upgrade"
 LONG_RUNNING_HEADER = "kubegate-long-running"
 # The group every impersonated kubegate user gets besides system:authenticated.
@@ -92,13 +98,29 @@ class ProxiedRequest:
     user: str
     upgrade: str | None
     long_running: bool = False
+    service_account: tuple[str, str] | None = None  # (namespace, name)
+
+    @property
+    def impersonated_user(self) -> str | None:
+        """The ServiceAccount's Kubernetes username, when the request is one's."""
+        if self.service_account is None:
+            return None
+        namespace, name = self.service_account
+        return f"system:serviceaccount:{namespace}:{name}"
 
 
 def tunnel_request_headers(
-    headers: Headers, *, user: str, upgrade: str | None, long_running: bool = False
+    headers: Headers,
+    *,
+    user: str,
+    upgrade: str | None,
+    long_running: bool = False,
+    service_account: tuple[str, str] | None = None,
 ) -> list[tuple[str, str]]:
     """Gateway: the stream's request headers, from already-cleaned client headers."""
     out = [(USER_HEADER, user)]
+    if service_account is not None:
+        out.append((SERVICE_ACCOUNT_HEADER, "/".join(service_account)))
     if long_running:
         out.append((LONG_RUNNING_HEADER, "watch"))
     if upgrade is None:
@@ -116,11 +138,14 @@ def decode_request(method: str, target: str, headers: Headers) -> ProxiedRequest
     user: str | None = None
     upgrade: str | None = None
     long_running = False
+    account: tuple[str, str] | None = None
     kept: list[tuple[str, str]] = []
     for name, value in headers:
         key = name.lower()
         if key == USER_HEADER:
             user = value
+        elif key == SERVICE_ACCOUNT_HEADER:
+            account = _service_account(value)
         elif key == UPGRADE_HEADER:
             upgrade = value
         elif key == LONG_RUNNING_HEADER:
@@ -131,7 +156,14 @@ def decode_request(method: str, target: str, headers: Headers) -> ProxiedRequest
         raise TunnelProtocolError("a proxied request arrived without the user it is for")
     if not target.startswith("/"):
         raise TunnelProtocolError("a proxied request's path must start with /")
-    return ProxiedRequest(method, target, tuple(kept), user, upgrade, long_running)
+    return ProxiedRequest(method, target, tuple(kept), user, upgrade, long_running, account)
+
+
+def _service_account(value: str) -> tuple[str, str]:
+    namespace, _, name = value.partition("/")
+    if dns1123_label_problem(namespace) is not None or dns1123_label_problem(name) is not None:
+        raise TunnelProtocolError(f"{SERVICE_ACCOUNT_HEADER} must be <namespace>/<name>")
+    return namespace, name
 
 
 def upstream_request_head(
@@ -145,8 +177,14 @@ def upstream_request_head(
     head = [("Host", host)]
     if authorization:
         head.append(("Authorization", authorization))
-    head.append(("Impersonate-User", f"{user_prefix}{request.user}"))
-    head.append(("Impersonate-Group", KUBEGATE_GROUP))
+    account = request.impersonated_user
+    if account is not None:
+        # No Impersonate-Group: Kubernetes then gives the account its own groups
+        # (system:serviceaccounts, system:serviceaccounts:<namespace>), as its tokens have.
+        head.append(("Impersonate-User", account))
+    else:
+        head.append(("Impersonate-User", f"{user_prefix}{request.user}"))
+        head.append(("Impersonate-Group", KUBEGATE_GROUP))
     if request.upgrade is not None:
         head.append(("Connection", "Upgrade"))
         head.append(("Upgrade", request.upgrade))

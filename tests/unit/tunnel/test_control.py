@@ -124,7 +124,7 @@ def test_hello_and_results_wire_format_matches_the_documentation() -> None:
         "type": "hello",
         "role": "agent",
         "kubegate_version": __version__,
-        "schema_versions": [1],
+        "schema_versions": [1, 2],
         "info": {
             "cluster_name": "prod",
             "kubernetes_version": "v1.36.3",
