@@ -113,7 +113,10 @@ class Authority:
             raise Unauthenticated("the kube token's cluster no longer exists")
         if identity.epoch != view.epoch:
             raise Unauthenticated("the kube token was revoked (revoke-all); get a new one")
-        if identity.user_id not in view.granted:
+        if identity.service_account_id is not None:
+            if identity.service_account_id not in view.service_accounts:
+                raise Unauthenticated("the kube token's service account was deleted from kubegate")
+        elif identity.user_id not in view.granted:
             raise PermissionDenied(NO_ACCESS)
         if identity.scope is not None and not identity.scope.allows_cluster(cluster_id):
             raise PermissionDenied(NO_ACCESS)
@@ -210,22 +213,31 @@ class Authority:
                 self._forget_token(token_hash)
 
     def user_changed(self, user_id: str) -> None:
-        """A user was deactivated or removed: forget their tokens and close their streams."""
-        for token_hash in [h for h, i in self._tokens.items() if i.user_id == user_id]:
+        """A user was deactivated or removed: forget their tokens and close their streams
+        (not those of the ServiceAccount tokens they issued: the account acts, not them)."""
+
+        def theirs(identity: Identity) -> bool:
+            return identity.user_id == user_id and identity.service_account_id is None
+
+        for token_hash in [h for h, i in self._tokens.items() if theirs(i)]:
             self._forget_token(token_hash)
-        for exchange in self._exchanges.matching(lambda x: x.identity.user_id == user_id):
+        for exchange in self._exchanges.matching(lambda x: theirs(x.identity)):
             exchange.cancel("the user's access was withdrawn")
 
     def person_signed_out(self, user_id: str) -> None:
         """A user signed out everywhere: forget the tokens their own logins minted and close
         those streams (their access keys' tokens and streams stay)."""
-        for token_hash in [
-            h for h, i in self._tokens.items() if i.user_id == user_id and i.access_key_id is None
-        ]:
+
+        def theirs(identity: Identity) -> bool:
+            return (
+                identity.user_id == user_id
+                and identity.access_key_id is None
+                and identity.service_account_id is None
+            )
+
+        for token_hash in [h for h, i in self._tokens.items() if theirs(i)]:
             self._forget_token(token_hash)
-        for exchange in self._exchanges.matching(
-            lambda x: x.identity.user_id == user_id and x.identity.access_key_id is None
-        ):
+        for exchange in self._exchanges.matching(lambda x: theirs(x.identity)):
             exchange.cancel("the user signed out everywhere")
 
     def access_key_deleted(self, access_key_id: str) -> None:
@@ -260,6 +272,10 @@ def _lost_access(identity: Identity, view: ClusterView | None) -> str | None:
         return "the cluster is gone or its access cannot be confirmed"
     if identity.epoch != view.epoch:
         return "all access to the cluster was revoked"
+    if identity.service_account_id is not None:
+        if identity.service_account_id not in view.service_accounts:
+            return "the service account was deleted"
+        return None
     if identity.user_id not in view.granted:
         return "the user's last grant on the cluster was deleted"
     return None

@@ -157,6 +157,7 @@ class Forwarder:
                         user=identity.email,
                         upgrade=upgrade,
                         long_running=admitted.kind == "watch",
+                        service_account=identity.service_account,
                     )
                 ),
                 # An upgrade's stream stays open: the new protocol's bytes follow the head.

@@ -17,17 +17,27 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
+import secrets
 from collections.abc import Callable
 
 from kubegate import __version__
-from kubegate.errors import KubegateError, TunnelProtocolError
+from kubegate.errors import (
+    BadGateway,
+    Conflict,
+    KubegateError,
+    TunnelProtocolError,
+    Unavailable,
+)
 from kubegate.gateway.store import AgentStore
 from kubegate.tunnel.control import (
     SCHEMA_VERSIONS,
+    SERVICE_ACCOUNTS_SCHEMA,
     Desired,
     Failure,
     Hello,
     Results,
+    TokenAnswer,
+    TokenRequest,
     negotiate,
 )
 from kubegate.tunnel.control_stream import CONTROL_PATH, SCHEMA_HEADER, ControlStream
@@ -38,6 +48,8 @@ log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
 SEEN_INTERVAL = 30.0
+TOKEN_TIMEOUT = 15.0
+"""Seconds to wait for the agent's answer to a token request."""
 
 
 @dataclasses.dataclass
@@ -54,6 +66,10 @@ class AgentLink:
     # Set once the connect is recorded (last_seen_at, waiting grants pending): only then is
     # the cluster reported online, so nobody sees it online with no last-seen time.
     recorded: bool = False
+    schema: int = 1
+    control: ControlStream | None = None
+    # Token requests sent and not yet answered, by request id.
+    tokens: dict[str, asyncio.Future[TokenAnswer]] = dataclasses.field(default_factory=dict)
 
 
 class TunnelRegistry:
@@ -83,6 +99,50 @@ class TunnelRegistry:
             link.changed.set()
         for listener in self._access_listeners:
             listener(cluster_id)
+
+    async def request_token(
+        self,
+        cluster_id: str,
+        *,
+        namespace: str,
+        name: str,
+        expiration_seconds: int,
+        break_glass: bool = False,
+    ) -> TokenAnswer:
+        """Have the cluster's agent mint a bound token for a ServiceAccount kubegate manages
+        (the TokenRequest API); ``break_glass`` makes it ensure the admin kubeconfig's account
+        first. Raises 503 when the agent is not connected or does not answer in time, 409 when
+        it is too old, 502 with the agent's reason when it could not."""
+        link = self._links.get(cluster_id)
+        if link is None or not link.recorded or link.control is None:
+            raise Unavailable(
+                "the cluster's agent is not connected: a token that goes straight to the "
+                "apiserver is minted by the agent, so it must be online"
+            )
+        if link.schema < SERVICE_ACCOUNTS_SCHEMA:
+            raise Conflict(
+                f"the agent of cluster {link.cluster_name} (kubegate {link.agent_version}) is "
+                "too old to mint ServiceAccount tokens: upgrade it"
+            )
+        request = TokenRequest(
+            secrets.token_hex(16), namespace, name, expiration_seconds, break_glass
+        )
+        waiter: asyncio.Future[TokenAnswer] = asyncio.get_running_loop().create_future()
+        link.tokens[request.request_id] = waiter
+        try:
+            await link.control.send(request)
+            async with asyncio.timeout(TOKEN_TIMEOUT):
+                answer = await asyncio.shield(waiter)
+        except TimeoutError:
+            raise Unavailable(
+                f"the agent of cluster {link.cluster_name} did not answer the token request "
+                f"within {TOKEN_TIMEOUT:g} s; retry"
+            ) from None
+        finally:
+            link.tokens.pop(request.request_id, None)
+        if answer.error:
+            raise BadGateway(f"the agent could not mint the token: {answer.error[:500]}")
+        return answer
 
     async def disconnect(self, cluster_id: str, reason: str) -> None:
         """Close the cluster's tunnel (e.g. the cluster was deleted)."""
@@ -167,11 +227,13 @@ class TunnelRegistry:
             await control.send(Failure(code="incompatible_version", message=message))
             raise TunnelProtocolError(message)
         link.info = dict(hello.info)
+        link.schema = schema
+        link.control = control
         previous = self._links.get(link.cluster_id)
         self._links[link.cluster_id] = link
         if previous is not None:
             await previous.connection.close("replaced by a newer connection from the agent")
-        await self._store.mark_online(link.cluster_id)
+        await self._store.mark_online(link.cluster_id, link.info)
         link.recorded = True
         log.info(
             "agent connected",
@@ -196,6 +258,10 @@ class TunnelRegistry:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for waiter in link.tokens.values():
+                if not waiter.done():
+                    waiter.set_exception(Unavailable("the agent's tunnel closed; retry"))
+                    waiter.exception()  # the requester may be gone: retrieved here
         for task in done:
             if (error := task.exception()) is not None:
                 raise error
@@ -208,6 +274,8 @@ class TunnelRegistry:
             desired: Desired = await self._store.load_desired(link.cluster_id)
             if desired.revision == sent:
                 continue
+            if link.schema < SERVICE_ACCOUNTS_SCHEMA:
+                desired = dataclasses.replace(desired, service_accounts=())
             await control.send(desired)
             sent = desired.revision
             log.debug(
@@ -222,8 +290,14 @@ class TunnelRegistry:
 
     async def _receive_reports(self, link: AgentLink, control: ControlStream) -> None:
         while (message := await control.receive()) is not None:
-            if isinstance(message, Results):
-                changed = await self._store.record_results(link.cluster_id, message.results)
+            if isinstance(message, TokenAnswer):
+                waiter = link.tokens.get(message.request_id)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(message)
+            elif isinstance(message, Results):
+                changed = await self._store.record_results(
+                    link.cluster_id, message.results, message.service_accounts
+                )
                 log.info(
                     "reconcile results",
                     extra={

@@ -14,12 +14,12 @@ and the registry only on an agent's connect, report and disconnect.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubegate.domain.scope import AccessScope
-from kubegate.tunnel.control import Desired, GrantResult
+from kubegate.tunnel.control import Desired, GrantResult, ServiceAccountResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +35,17 @@ class Identity:
     expires_at: float  # unix time
     access_key_id: str | None
     scope: AccessScope | None
+    # A managed ServiceAccount's token: the proxy acts as that account (``email`` is its
+    # Kubernetes username and ``user_id`` the admin who issued the token).
+    service_account_id: str | None = None
+    service_account: tuple[str, str] | None = None  # (namespace, name)
 
     @property
     def key(self) -> tuple[str, str | None]:
-        """What limits and revocation count by: the person, or one of their access keys."""
+        """What limits and revocation count by: the person, one of their access keys, or a
+        ServiceAccount."""
+        if self.service_account_id is not None:
+            return ("serviceaccount", self.service_account_id)
         return (self.user_id, self.access_key_id)
 
 
@@ -51,6 +58,7 @@ class ClusterView:
     kind: str
     epoch: int
     granted: frozenset[str]  # user ids with at least one grant
+    service_accounts: frozenset[str] = frozenset()  # ids of its managed ServiceAccounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +98,9 @@ class AuditStore(Protocol):
 class AgentStore(Protocol):
     """The database side of an agent's tunnel: online state, desired RBAC, grant results."""
 
-    async def mark_online(self, cluster_id: str) -> None:
-        """The agent connected: record when, and move waiting grants to ``pending``."""
+    async def mark_online(self, cluster_id: str, info: Mapping[str, str]) -> None:
+        """The agent connected: record when and what its hello reported (``info``), and move
+        waiting grants and ServiceAccounts to ``pending``."""
         ...
 
     async def mark_seen(self, cluster_id: str) -> None:
@@ -106,8 +115,13 @@ class AgentStore(Protocol):
         """The cluster's full desired set, with its revision."""
         ...
 
-    async def record_results(self, cluster_id: str, results: Sequence[GrantResult]) -> int:
-        """Store each grant's reported status; answers how many changed."""
+    async def record_results(
+        self,
+        cluster_id: str,
+        results: Sequence[GrantResult],
+        service_accounts: Sequence[ServiceAccountResult],
+    ) -> int:
+        """Store each grant's and ServiceAccount's reported status; answers how many changed."""
         ...
 
 

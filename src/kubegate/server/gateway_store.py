@@ -8,7 +8,7 @@ database error looks like.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, insert, select
@@ -20,8 +20,17 @@ from kubegate.errors import KubegateError, Unavailable, map_exceptions
 from kubegate.gateway.store import AuditRecord, ClusterView, Identity
 from kubegate.server import rbac_sync
 from kubegate.storage.engine import RoundTrips
-from kubegate.storage.models import AuditEvent, Cluster, Grant, KubeToken, Membership, User, new_id
-from kubegate.tunnel.control import Desired, GrantResult
+from kubegate.storage.models import (
+    AuditEvent,
+    Cluster,
+    Grant,
+    KubeToken,
+    Membership,
+    ServiceAccount,
+    User,
+    new_id,
+)
+from kubegate.tunnel.control import Desired, GrantResult, ServiceAccountResult
 
 AUDIT_ACTION = "kube.request"
 
@@ -46,12 +55,21 @@ class SqlGatewayStore:
             async with self._sessions() as session:
                 row = (
                     await session.execute(
-                        select(KubeToken, User.email, Membership.is_active)
+                        select(
+                            KubeToken,
+                            User.email,
+                            Membership.is_active,
+                            ServiceAccount.namespace,
+                            ServiceAccount.name,
+                        )
                         .join(User, User.id == KubeToken.user_id)
                         .join(
                             Membership,
                             (Membership.user_id == KubeToken.user_id)
                             & (Membership.org_id == KubeToken.org_id),
+                        )
+                        .outerjoin(
+                            ServiceAccount, ServiceAccount.id == KubeToken.service_account_id
                         )
                         .where(KubeToken.token_hash == token_hash)
                     )
@@ -60,9 +78,19 @@ class SqlGatewayStore:
             raise DatabaseUnavailable(
                 "kubegate cannot check the token right now (database unavailable); retry"
             ) from exc
-        if row is None or not row[2]:
+        if row is None:
             return None
-        token, email, _active = row
+        token, email, active, sa_namespace, sa_name = row
+        account = None
+        if token.service_account_id is not None:
+            # The account acts, not the admin who issued its token: their leaving does not
+            # end CI's access (deleting the account does, and revoke-all).
+            if sa_namespace is None or sa_name is None:
+                return None
+            account = (sa_namespace, sa_name)
+            email = f"system:serviceaccount:{sa_namespace}:{sa_name}"
+        elif not active:
+            return None
         return Identity(
             token_id=token.id,
             user_id=token.user_id,
@@ -73,6 +101,8 @@ class SqlGatewayStore:
             expires_at=_unix(token.expires_at),
             access_key_id=token.access_key_id,
             scope=AccessScope.from_json(token.scope),
+            service_account_id=token.service_account_id,
+            service_account=account,
         )
 
     async def load_cluster(self, cluster_id: str) -> ClusterView | None:
@@ -84,12 +114,17 @@ class SqlGatewayStore:
                 users = await session.scalars(
                     select(Grant.user_id).where(Grant.cluster_id == cluster_id).distinct()
                 )
+                granted = frozenset(users)
+                accounts = await session.scalars(
+                    select(ServiceAccount.id).where(ServiceAccount.cluster_id == cluster_id)
+                )
                 return ClusterView(
                     cluster_id=cluster.id,
                     name=cluster.name,
                     kind=cluster.kind,
                     epoch=cluster.token_epoch,
-                    granted=frozenset(users),
+                    granted=granted,
+                    service_accounts=frozenset(accounts),
                 )
         except SQLAlchemyError as exc:
             raise DatabaseUnavailable(
@@ -120,9 +155,9 @@ class SqlGatewayStore:
 
     # -- AgentStore ----------------------------------------------------------------------
 
-    async def mark_online(self, cluster_id: str) -> None:
+    async def mark_online(self, cluster_id: str, info: Mapping[str, str]) -> None:
         with map_exceptions(_DATABASE, prefix="cannot record the agent's connect: "):
-            await rbac_sync.mark_online(self._sessions, cluster_id)
+            await rbac_sync.mark_online(self._sessions, cluster_id, info)
 
     async def mark_seen(self, cluster_id: str) -> None:
         with map_exceptions(_DATABASE, prefix="cannot record the agent as seen: "):
@@ -136,9 +171,16 @@ class SqlGatewayStore:
         with map_exceptions(_DATABASE, prefix="cannot load the desired RBAC: "):
             return await rbac_sync.load_desired(self._sessions, cluster_id)
 
-    async def record_results(self, cluster_id: str, results: Sequence[GrantResult]) -> int:
+    async def record_results(
+        self,
+        cluster_id: str,
+        results: Sequence[GrantResult],
+        service_accounts: Sequence[ServiceAccountResult],
+    ) -> int:
         with map_exceptions(_DATABASE, prefix="cannot record the agent's results: "):
-            return await rbac_sync.record_results(self._sessions, cluster_id, results)
+            return await rbac_sync.record_results(
+                self._sessions, cluster_id, results, service_accounts
+            )
 
 
 def _insert_audit(connection: Connection, rows: list[dict[str, Any]]) -> None:

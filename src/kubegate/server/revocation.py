@@ -16,12 +16,13 @@ from kubegate.storage.models import KubeToken
 
 async def delete_person_kube_tokens(db: AsyncSession, *, user_id: str, org_id: str) -> int:
     """Delete the kube tokens a user's own logins minted in an organisation (not those of
-    their access keys); answers how many."""
+    their access keys, nor the ServiceAccount tokens they issued); answers how many."""
     result = await db.execute(
         delete(KubeToken).where(
             KubeToken.user_id == user_id,
             KubeToken.org_id == org_id,
             KubeToken.access_key_id.is_(None),
+            KubeToken.service_account_id.is_(None),
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)

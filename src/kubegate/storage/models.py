@@ -125,6 +125,38 @@ class Cluster(Base):
     rbac_revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Where kubeconfigs that bypass the gateway (--direct, the admin kubeconfig) point: the
+    # operator's setting wins over what the agent reported at its last connect.
+    api_server_url: Mapped[str | None] = mapped_column(String(500), default=None)
+    api_server_ca: Mapped[str | None] = mapped_column(Text, default=None)
+    agent_api_server_url: Mapped[str | None] = mapped_column(String(500), default=None)
+    agent_api_server_ca: Mapped[str | None] = mapped_column(Text, default=None)
+    # The agent's namespace (where the admin kubeconfig's ServiceAccount lives).
+    agent_namespace: Mapped[str | None] = mapped_column(String(63), default=None)
+
+
+class ServiceAccount(Base):
+    """A Kubernetes ServiceAccount kubegate manages on a cluster, bound to one role."""
+
+    __tablename__ = "service_accounts"
+    __table_args__ = (UniqueConstraint("cluster_id", "namespace", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    cluster_id: Mapped[str] = mapped_column(
+        ForeignKey("clusters.id", ondelete="CASCADE"), index=True
+    )
+    namespace: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    role: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(16))  # "namespace" or "cluster"
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status_detail: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Grant(Base):
@@ -276,6 +308,12 @@ class KubeToken(Base):
     access_key_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
     # Access-key scope (kubegate.domain.scope.AccessScope.to_json()); None = unrestricted.
     scope: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # A token for a managed ServiceAccount (its kubeconfig through the gateway): the proxy
+    # acts as the account, and ``user_id`` is the admin who issued it. Deleting the account
+    # deletes its tokens.
+    service_account_id: Mapped[str | None] = mapped_column(
+        ForeignKey("service_accounts.id", ondelete="CASCADE"), default=None, index=True
+    )
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
 

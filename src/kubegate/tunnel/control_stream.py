@@ -6,6 +6,7 @@ message is one JSON object in one ``CONTROL`` record (``records.py``, ``control.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 
 from kubegate.errors import TunnelProtocolError
@@ -25,11 +26,17 @@ class ControlStream:
         self._decoder = RecordDecoder(max_record)
         self._pending: deque[ControlMessage] = deque()
         self._max_record = max_record
+        self._sending = asyncio.Lock()
 
     async def send(self, message: ControlMessage) -> None:
-        """Send one message (waits for flow-control window when the peer is slow)."""
-        payload = encode_message(message)
-        await self.stream.send(encode_record(RecordKind.CONTROL, payload, self._max_record))
+        """Send one message (waits for flow-control window when the peer is slow).
+
+        Several tasks may send at once (desired sets, token requests and answers): one
+        record goes out whole before the next starts, even when the window splits it.
+        """
+        record = encode_record(RecordKind.CONTROL, encode_message(message), self._max_record)
+        async with self._sending:
+            await self.stream.send(record)
 
     async def receive(self) -> ControlMessage | None:
         """The next message, or None when the peer ended the stream cleanly.

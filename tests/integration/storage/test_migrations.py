@@ -26,6 +26,7 @@ TABLES = {
     "oidc_logins",
     "device_authorizations",
     "access_keys",
+    "service_accounts",
 }
 
 
