@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -22,8 +21,13 @@ from kubegate.cli.config_store import Login
 from kubegate.cli.login import OutputOption
 from kubegate.cli.output import Column, Format, ago
 
-_DURATION = re.compile(r"([1-9][0-9]{0,4})([hdw])")
-_UNITS = {"h": dt.timedelta(hours=1), "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
+_DURATION = re.compile(r"([1-9][0-9]{0,4})([mhdw])")
+_UNITS = {
+    "m": dt.timedelta(minutes=1),
+    "h": dt.timedelta(hours=1),
+    "d": dt.timedelta(days=1),
+    "w": dt.timedelta(weeks=1),
+}
 
 UserOption = Annotated[
     str | None,
@@ -34,10 +38,10 @@ UserOption = Annotated[
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    """``12h``, ``30d`` or ``8w`` as a timedelta; BadParameter otherwise."""
+    """``90m``, ``12h``, ``30d`` or ``8w`` as a timedelta; BadParameter otherwise."""
     match = _DURATION.fullmatch(text.strip().lower())
     if match is None:
-        raise typer.BadParameter(f"{text!r} is not a duration such as 12h, 30d or 8w")
+        raise typer.BadParameter(f"{text!r} is not a duration such as 90m, 12h, 30d or 8w")
     return int(match[1]) * _UNITS[match[2]]
 
 
@@ -66,22 +70,12 @@ def scope_text(scope: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
-def _pages(api: ApiClient, path: str) -> Iterator[dict[str, Any]]:
-    cursor: str | None = None
-    while True:
-        page = api.get(path, params={"cursor": cursor} if cursor else None)
-        yield from page["items"]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return
-
-
 def _keys_path(app: Application, api: ApiClient, user: str | None) -> str:
     """Where the keys live: the caller's, or the member's with that email (admins)."""
     if user is None:
         return "/api/v1/access-keys"
     wanted = user.strip().lower()
-    for member in _pages(api, "/api/v1/users"):
+    for member in api.pages("/api/v1/users"):
         if member["email"] == wanted:
             return f"/api/v1/users/{member['id']}/access-keys"
     app.output.fail(f"{user} is not a member of this organisation; see the portal's members")
@@ -171,7 +165,7 @@ def access_key_list(
     app = application(ctx)
     login = app.login()
     with app.api(login) as api:
-        rows = list(_pages(api, _keys_path(app, api, user)))
+        rows = list(api.pages(_keys_path(app, api, user)))
     columns = [
         Column("id", "id"),
         Column("name", "name"),
@@ -204,7 +198,7 @@ def access_key_delete(
     login: Login = app.login()
     with app.api(login) as api:
         path = _keys_path(app, api, user)
-        keys = list(_pages(api, path))
+        keys = list(api.pages(path))
         matching = [k for k in keys if k["id"] == key] or [k for k in keys if k["name"] == key]
         if not matching:
             app.output.fail(f"no access key {key!r}; see: kubegate access-key list")

@@ -10,7 +10,7 @@ command module imports this one, and ``kubegate --help`` should not wait for htt
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kubegate import __version__
@@ -94,6 +94,16 @@ class ApiClient:
     def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         return self.request("GET", path, params=params)
 
+    def pages(self, path: str) -> Iterator[dict[str, Any]]:
+        """Every item of a paged listing, following ``next_cursor``."""
+        cursor: str | None = None
+        while True:
+            page = self.get(path, params={"cursor": cursor} if cursor else None)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
     def post(self, path: str, body: object = None) -> Any:
         return self.request("POST", path, body=body)
 
@@ -120,6 +130,22 @@ class ApiClient:
         params: Mapping[str, str] | None = None,
     ) -> tuple[int, Any]:
         """The status and the decoded JSON answer of a successful request (2xx)."""
+        response = self._success(method, path, body=body, params=params)
+        return response.status_code, response.json() if response.content else None
+
+    def text(self, method: str, path: str, *, body: object = None) -> tuple[str, dict[str, str]]:
+        """The text and headers of a successful request's answer (a YAML kubeconfig)."""
+        response = self._success(method, path, body=body)
+        return response.text, dict(response.headers)
+
+    def _success(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object = None,
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
         import httpx
 
         try:
@@ -133,7 +159,7 @@ class ApiClient:
         except httpx.HTTPError as exc:
             raise ApiError(f"cannot talk to kubegate at {self.server}: {exc}") from exc
         if response.is_success:
-            return response.status_code, response.json() if response.content else None
+            return response
         raise self._error(response)
 
     def oauth(self, path: str, form: Mapping[str, str]) -> tuple[int, Any]:

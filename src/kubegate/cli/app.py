@@ -15,7 +15,16 @@ import sys
 import typer
 
 from kubegate import __version__
-from kubegate.cli import access, access_keys, clusters, doctor, kubeconfig_cmd, login, run
+from kubegate.cli import (
+    access,
+    access_keys,
+    clusters,
+    doctor,
+    kubeconfig_cmd,
+    login,
+    run,
+    service_accounts,
+)
 from kubegate.cli.api import ApiError
 from kubegate.cli.application import Application
 from kubegate.cli.config_store import StoreError
@@ -71,7 +80,17 @@ cluster_app.command("list")(clusters.cluster_list)
 cluster_app.command("select")(clusters.cluster_select)
 cluster_app.command("kube-token")(clusters.cluster_kube_token)
 cluster_app.command("install-manifest")(run.install_manifest_command)
+cluster_app.command("admin-kubeconfig")(service_accounts.admin_kubeconfig)
 app.add_typer(cluster_app)
+
+serviceaccount_app = _group(
+    "serviceaccount", "Kubernetes ServiceAccounts for automation and their kubeconfigs (admins)."
+)
+serviceaccount_app.command("create")(service_accounts.serviceaccount_create)
+serviceaccount_app.command("list")(service_accounts.serviceaccount_list)
+serviceaccount_app.command("delete")(service_accounts.serviceaccount_delete)
+serviceaccount_app.command("kubeconfig")(service_accounts.serviceaccount_kubeconfig)
+cluster_app.add_typer(serviceaccount_app)
 
 access_app = _group("access", "Who may use a cluster: list, grant and revoke (admins).")
 access_app.command("list")(access.access_list)

@@ -138,6 +138,11 @@ def _locked(locks: list[Path], timeout: float) -> Iterator[None]:
                 lock.unlink()
 
 
+def write_private_file(path: Path, text: str) -> None:
+    """Write a new file only its owner can read (a kubeconfig with a token), atomically."""
+    _write_atomic(path, text, None)
+
+
 def _write_atomic(path: Path, text: str, like: os.stat_result | None) -> None:
     """Replace ``path`` with ``text``: same mode (and owner, where allowed) as ``like``."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -21,24 +21,28 @@ def entry_name(cluster_name: str) -> str:
 
 
 def build_kubeconfig(
-    *, name: str, server: str, ca_pem: bytes | None, token: str
+    *, name: str, server: str, ca_pem: bytes | None, token: str, namespace: str | None = None
 ) -> dict[str, object]:
     """A complete ``kind: Config`` document for one cluster.
 
     ``name`` is the cluster's name (entries are called ``kubegate-<name>``), ``server`` the
     proxy URL of the cluster, ``ca_pem`` the CA to trust (None: the system's trust store, e.g.
-    plain HTTP or a publicly trusted certificate) and ``token`` the bearer kube token.
+    plain HTTP or a publicly trusted certificate), ``token`` the bearer token and
+    ``namespace`` the context's default namespace, if any.
     """
     entry = entry_name(name)
     cluster: dict[str, object] = {"server": server}
     if ca_pem is not None:
         cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode("ascii")
+    context: dict[str, object] = {"cluster": entry, "user": entry}
+    if namespace is not None:
+        context["namespace"] = namespace
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": entry, "cluster": cluster}],
         "users": [{"name": entry, "user": {"token": token}}],
-        "contexts": [{"name": entry, "context": {"cluster": entry, "user": entry}}],
+        "contexts": [{"name": entry, "context": context}],
         "current-context": entry,
         "preferences": {},
     }
