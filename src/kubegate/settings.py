@@ -9,9 +9,9 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +24,9 @@ def default_data_dir() -> Path:
     """``$XDG_DATA_HOME/kubegate``, or ``~/.local/share/kubegate``."""
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "kubegate"
+
+
+MIN_METRICS_TOKEN = 16
 
 
 class OidcSettings(BaseModel):
@@ -210,6 +213,38 @@ class Settings(BaseSettings):
         description="Password for that admin; unset means a random one printed once.",
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
+    metrics: Literal["open", "token", "off"] | None = Field(
+        default=None,
+        description="Who may read GET /metrics (Prometheus): open (anyone who reaches the "
+        "port), token (Authorization: Bearer <metrics_token>) or off (404); unset means token "
+        "when metrics_token is set, else off.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="The bearer token Prometheus sends for /metrics (at least 16 characters).",
+    )
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_METRICS_TOKEN:
+            raise ValueError(
+                f"must be at least {MIN_METRICS_TOKEN} characters (e.g. openssl rand -hex 32)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _metrics_token_when_asked(self) -> Settings:
+        if self.metrics == "token" and self.metrics_token is None:
+            raise ValueError("metrics = token needs metrics_token (KUBEGATE_METRICS_TOKEN)")
+        return self
+
+    def metrics_access(self) -> Literal["open", "token", "off"]:
+        """How ``/metrics`` is protected: ``metrics``, else ``token`` when a
+        ``metrics_token`` is set, else ``off``."""
+        if self.metrics is not None:
+            return self.metrics
+        return "token" if self.metrics_token is not None else "off"
 
     @field_validator("proxy_public_url", "public_url")
     @classmethod

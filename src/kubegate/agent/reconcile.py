@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable, Sequence
 from functools import partial
 
@@ -33,6 +34,7 @@ from kubegate.agent.desired import (
     key_of,
     plan,
 )
+from kubegate.agent.metrics import AgentMetrics
 from kubegate.domain.access import GrantSpec
 from kubegate.tunnel.control import GrantResult
 
@@ -95,8 +97,10 @@ class Reconciler:
         resync_seconds: float = 300.0,
         retry_seconds: float = 2.0,
         concurrency: int = 16,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self._client = client
+        self._metrics = metrics if metrics is not None else AgentMetrics()
         self._report = report
         self._user_prefix = user_prefix
         self._resync_seconds = resync_seconds
@@ -148,9 +152,11 @@ class Reconciler:
             revision, grants = self._desired
             report_due, self._report_due = self._report_due, False
             self._wake.clear()  # anything that happens from here on wakes the next pass
+            started = time.perf_counter()
             try:
                 results, incomplete = await self._pass(grants)
             except Exception as exc:
+                self._metrics.reconciled(time.perf_counter() - started, failed=True)
                 self._report_due |= report_due
                 logger.warning(
                     "reconcile pass failed; retrying",
@@ -159,6 +165,7 @@ class Reconciler:
                 )
                 wait, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
+            self._metrics.reconciled(time.perf_counter() - started, failed=incomplete)
             backoff = min(0.25, self._retry_seconds)
             if report_due or results != self._last_results:
                 await self._send_report(revision, results)

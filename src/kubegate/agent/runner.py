@@ -14,6 +14,7 @@ from lightkube.core.exceptions import ConfigError
 
 from kubegate.agent.client import AgentTunnel, TunnelTarget
 from kubegate.agent.desired import DEFAULT_USER_PREFIX
+from kubegate.agent.metrics import AgentMetrics, MetricsListener
 from kubegate.agent.proxy import serve_proxied
 from kubegate.agent.reconcile import Reconciler
 from kubegate.agent.upstream import Upstream
@@ -34,6 +35,7 @@ class AgentOptions:
     user_prefix: str = DEFAULT_USER_PREFIX
     resync_seconds: float = 300.0
     retry_seconds: float = 2.0
+    metrics_address: str | None = None  # HOST:PORT of GET /metrics; None: no listener
 
 
 def kube_config(kubeconfig: Path | None, context: str | None) -> SingleConfig:
@@ -63,12 +65,17 @@ class Agent:
 
     def __init__(self, options: AgentOptions, client: AsyncClient, upstream: Upstream) -> None:
         self.options = options
+        self.metrics = AgentMetrics()
+        self.metrics_listener: MetricsListener | None = None
+        if options.metrics_address is not None:
+            self.metrics_listener = MetricsListener(self.metrics.registry, options.metrics_address)
         self.reconciler = Reconciler(
             client,
             self._report,
             user_prefix=options.user_prefix,
             resync_seconds=options.resync_seconds,
             retry_seconds=options.retry_seconds,
+            metrics=self.metrics,
         )
         self.tunnel = AgentTunnel(
             options.target,
@@ -81,15 +88,24 @@ class Agent:
                 serve_proxied, upstream=upstream, user_prefix=options.user_prefix
             ),
         )
+        self.metrics.watch(self.tunnel)
 
     async def _report(self, revision: int, results: list[GrantResult]) -> None:
         await self.tunnel.report(revision, results)
 
     async def run(self) -> None:
-        """Reconcile and hold the tunnel until cancelled."""
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.reconciler.run(), name="reconciler")
-            tasks.create_task(self.tunnel.run(), name="tunnel")
+        """Reconcile and hold the tunnel (and serve ``/metrics`` when asked to) until
+        cancelled."""
+        listener = self.metrics_listener
+        if listener is not None:
+            listener.start()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.reconciler.run(), name="reconciler")
+                tasks.create_task(self.tunnel.run(), name="tunnel")
+        finally:
+            if listener is not None:
+                await listener.close()
 
 
 async def run_agent(options: AgentOptions) -> None:

@@ -114,6 +114,14 @@ def agent(
     log_level: Annotated[
         str, typer.Option(envvar="KUBEGATE_LOG_LEVEL", help="debug, info, warning or error.")
     ] = "info",
+    metrics_address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUBEGATE_METRICS_ADDRESS",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (plain HTTP, no "
+            "authentication: bind it where only Prometheus reaches it). Default: off.",
+        ),
+    ] = None,
 ) -> None:
     """Run the kubegate agent: dial out to the server, keep the tunnel open, and turn the
     cluster's grants into RoleBindings and ClusterRoleBindings.
@@ -152,6 +160,7 @@ def agent(
         context=context,
         user_prefix=user_prefix,
         resync_seconds=resync_seconds,
+        metrics_address=metrics_address,
     )
     signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())
     try:

@@ -22,6 +22,7 @@ from kubegate.gateway.authority import Authority
 from kubegate.gateway.headers import bearer_token, clean_request_headers
 from kubegate.gateway.http1 import Request
 from kubegate.gateway.limits import Concurrency, RateLimiter, retry_after
+from kubegate.gateway.metrics import GatewayMetrics
 from kubegate.gateway.registry import TunnelRegistry
 from kubegate.gateway.store import Identity
 from kubegate.gateway.target import split_target
@@ -63,6 +64,8 @@ class Admitted:
     target: str
     cluster: str
     kind: Held | None  # what it holds open, counted against the identity's limits
+    # What it holds open as the metrics name it: watch, exec, attach or portforward.
+    stream: str | None = None
 
 
 class Admission:
@@ -74,9 +77,11 @@ class Admission:
         settings: Settings,
         authority: Authority,
         tunnels: TunnelRegistry,
+        metrics: GatewayMetrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.authority = authority
         self.tunnels = tunnels
         self._clock = clock
@@ -88,6 +93,8 @@ class Admission:
         """The admitted exchange ended: it no longer counts against its identity's limits."""
         if admitted.kind is not None:
             self._limit(admitted.kind).release(admitted.identity.key)
+        if admitted.stream is not None:
+            self.metrics.stream_closed(admitted.stream)
 
     def _limit(self, kind: Held) -> Concurrency:
         return self.streams if kind == "stream" else self.watches
@@ -135,6 +142,7 @@ class Admission:
         wait = self.rate.take(identity.key, now)
         if wait > 0:
             seconds = retry_after(wait)
+            self.metrics.refused("proxy_requests")
             raise RateLimited(
                 f"too many requests through kubegate; try again in {seconds} s", retry_after=seconds
             )
@@ -146,6 +154,7 @@ class Admission:
         if kind is not None:
             limit = self._limit(kind)
             if not limit.acquire(identity.key):
+                self.metrics.refused("proxy_streams" if kind == "stream" else "proxy_watches")
                 what = "exec/attach/port-forward streams" if kind == "stream" else "watches"
                 raise RateLimited(
                     f"too many open {what} ({limit.limit}); close some and try again",
@@ -157,7 +166,13 @@ class Admission:
             raise Unavailable(
                 f"cluster {view.name} is offline: its kubegate agent is not connected"
             )
-        return Admitted(identity, clean.headers, clean.upgrade, target.target, view.name, kind)
+        stream = None
+        if kind is not None:
+            stream = "watch" if kind == "watch" else info.subresource
+            self.metrics.stream_opened(stream)
+        return Admitted(
+            identity, clean.headers, clean.upgrade, target.target, view.name, kind, stream
+        )
 
 
 def scope_refusal(scope: AccessScope, info: RequestInfo) -> str:

@@ -32,6 +32,7 @@ from kubegate.gateway.http1 import (
     RemoteProtocolError,
     Request,
 )
+from kubegate.gateway.metrics import GatewayMetrics
 from kubegate.gateway.registry import TunnelRegistry
 from kubegate.kube.access_reviews import MAX_BODY
 from kubegate.kube.status import status_response
@@ -65,14 +66,16 @@ class Forwarder:
         authority: Authority,
         tunnels: TunnelRegistry,
         audit: AuditTrail,
+        metrics: GatewayMetrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.authority = authority
         self.tunnels = tunnels
         self.audit = audit
+        self.metrics = metrics
         self._clock = clock
         self.admission = Admission(
-            settings=settings, authority=authority, tunnels=tunnels, clock=clock
+            settings=settings, authority=authority, tunnels=tunnels, metrics=metrics, clock=clock
         )
 
     async def exchange(self, conn: ClientConnection, request: Request) -> bool:
@@ -100,6 +103,11 @@ class Forwarder:
             if admitted is not None:
                 self.admission.release(admitted)
             self._audit(outcome)
+            self.metrics.finished(
+                outcome,
+                self._clock() - outcome.started,
+                long_running=admitted is not None and admitted.kind is not None,
+            )
 
     async def _refuse(self, conn: ClientConnection, error: KubegateError, outcome: Outcome) -> bool:
         answer = status_response(error)

@@ -18,6 +18,7 @@ import dataclasses
 import datetime as dt
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable
 
 from kubegate import __version__
@@ -79,6 +80,12 @@ class TunnelRegistry:
         self._store = store
         self._links: dict[str, AgentLink] = {}
         self._access_listeners: list[Callable[[str], None]] = []
+        # Tunnels accepted (after the hello) per cluster id, for the metrics.
+        self.connects: Counter[str] = Counter()
+
+    def connected_count(self) -> int:
+        """How many clusters' agents are connected (and recorded online) now."""
+        return sum(1 for link in self._links.values() if link.recorded)
 
     def is_online(self, cluster_id: str) -> bool:
         link = self._links.get(cluster_id)
@@ -235,6 +242,7 @@ class TunnelRegistry:
             await previous.connection.close("replaced by a newer connection from the agent")
         await self._store.mark_online(link.cluster_id, link.info)
         link.recorded = True
+        self.connects[link.cluster_id] += 1
         log.info(
             "agent connected",
             extra={

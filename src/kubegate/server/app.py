@@ -24,6 +24,7 @@ from kubegate.server.bootstrap import Announce, bootstrap
 from kubegate.server.credentials import CredentialLookup
 from kubegate.server.gateway_store import SqlGatewayStore
 from kubegate.server.key_lookup import AccessKeyLookup
+from kubegate.server.metrics import ServerMetrics
 from kubegate.server.middleware import AccessLog, BodyLimit
 from kubegate.server.minter import Minter, MintLimiter
 from kubegate.server.routers import (
@@ -36,6 +37,7 @@ from kubegate.server.routers import (
     grants,
     health,
     info,
+    metrics,
     oidc,
     portal,
     users,
@@ -62,6 +64,10 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
             stack.push_async_callback(engine.dispose)
             trips = RoundTrips(engine)
             stack.callback(trips.close)
+            server_metrics = ServerMetrics()
+            server_metrics.instrument(engine.sync_engine)
+            if trips.sync_engine is not None:
+                server_metrics.instrument(trips.sync_engine)
             await upgrade(engine)
             sessions = session_factory(engine)
             store: GatewayStore = SqlGatewayStore(sessions, trips)
@@ -70,16 +76,26 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
             stack.push_async_callback(authority.close)
             tunnels.on_access_changed(authority.cluster_changed)
             audit = AuditTrail(store)
+            server_metrics.gateway.watch(tunnels=tunnels, audit=audit)
+            forwarder = Forwarder(
+                settings=settings,
+                authority=authority,
+                tunnels=tunnels,
+                audit=audit,
+                metrics=server_metrics.gateway,
+            )
             proxy = ProxyServer(
-                Forwarder(settings=settings, authority=authority, tunnels=tunnels, audit=audit),
+                forwarder,
                 host=settings.host,
                 port=settings.proxy_port,
                 tls=_proxy_tls(settings),
             )
-            mint_limiter = MintLimiter(settings.kube_token_mints_per_minute)
+            mint_limiter = MintLimiter(
+                settings.kube_token_mints_per_minute, refused=server_metrics.mints_refused
+            )
             credentials = CredentialLookup(trips)
             key_lookup = AccessKeyLookup(trips)
-            minter = Minter(trips, settings, mint_limiter)
+            minter = Minter(trips, settings, mint_limiter, minted=server_metrics.kube_token_mints)
             state = AppState(
                 settings=settings,
                 engine=engine,
@@ -93,6 +109,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
                 gateway_ca=GatewayCA(settings),
                 access_keys=key_lookup,
                 oidc=OidcProvider(settings.oidc) if settings.oidc else None,
+                metrics=server_metrics,
             )
             if state.oidc is not None:
                 stack.push_async_callback(state.oidc.aclose)
@@ -125,6 +142,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(AccessLog)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(info.router)
     app.include_router(auth.router)
     app.include_router(device.router)

@@ -34,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import Connection, bindparam, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -77,9 +78,16 @@ class MintLimiter:
     now and then.
     """
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        refused: Counter | None = None,
+    ) -> None:
         self._limiter = RateLimiter(rate=per_minute / 60, burst=per_minute)
         self._clock = clock
+        self._refused = refused
         self._cleanup_due: dict[str, float] = {}
 
     def take(self, user_id: str) -> None:
@@ -87,6 +95,8 @@ class MintLimiter:
         wait = self._limiter.take(user_id, self._clock())
         if wait > 0:
             seconds = retry_after(wait)
+            if self._refused is not None:
+                self._refused.inc()
             raise RateLimited(
                 f"too many kube tokens minted; try again in {seconds} s", retry_after=seconds
             )
@@ -198,8 +208,10 @@ class Minter:
         limiter: MintLimiter,
         *,
         max_batch: int = MAX_BATCH,
+        minted: Counter | None = None,
     ) -> None:
         self._trips = trips
+        self._minted = minted
         self._settings = settings
         self._limiter = limiter
         self._batcher: Batcher[MintRequest, MintedToken] = Batcher(
@@ -231,6 +243,14 @@ class Minter:
         targets = await self._trips.run(_targets, keys) if keys else {}
         decided = [self._decide(request, targets) for request in requests]
         errors = await self._trips.run(_write_batch, decided)
+        if self._minted is not None:
+            self._minted.inc(
+                sum(
+                    1
+                    for one, error in zip(decided, errors, strict=True)
+                    if error is None and one.token is not None
+                )
+            )
         return [
             one.answer if error is None else error
             for one, error in zip(decided, errors, strict=True)

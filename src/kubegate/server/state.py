@@ -14,6 +14,7 @@ from kubegate.gateway.listener import ProxyServer
 from kubegate.gateway.registry import TunnelRegistry
 from kubegate.server.credentials import CredentialLookup
 from kubegate.server.key_lookup import AccessKeyLookup
+from kubegate.server.metrics import ServerMetrics
 from kubegate.server.minter import Minter, MintLimiter
 from kubegate.server.tls import GatewayCA
 from kubegate.settings import Settings
@@ -42,3 +43,5 @@ class AppState:
     device_wrong_codes: WrongCodeLimit = field(default_factory=WrongCodeLimit)
     # The [oidc] provider people sign in with (None: no SSO on this server).
     oidc: OidcProvider | None = None
+    # What GET /metrics reports (its own registry: never the library's global one).
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)

@@ -112,6 +112,12 @@ class RoundTrips:
             event.listen(self._sync, "connect", _sqlite_pragmas)
             self._executor = ThreadPoolExecutor(threads, thread_name_prefix="kubegate-db")
 
+    @property
+    def sync_engine(self) -> Engine | None:
+        """The plain ``sqlite3`` engine the work runs on for a SQLite file (None otherwise:
+        the async engine's connections carry it)."""
+        return self._sync
+
     async def run(
         self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
