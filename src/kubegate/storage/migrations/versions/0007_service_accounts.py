@@ -9,7 +9,7 @@
   (``agent_api_server_url``, ``agent_api_server_ca``), and the agent's namespace.
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006_audit
 Create Date: 2026-12-02
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006_audit"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
