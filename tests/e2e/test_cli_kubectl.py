@@ -24,7 +24,7 @@ import pytest
 from lightkube import Client
 
 from kubegate.cli.kube_token_mint import CachedToken, read_cache
-from kubegate.cli.login import fingerprint
+from kubegate.cli.trust import fingerprint
 from testenv.controlplane import Credentials
 from tests.fixtures.cli import KUBEGATE, Cli
 from tests.fixtures.gateway import Deployment, running_deployment, wait_for

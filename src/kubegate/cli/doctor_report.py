@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubegate.cli.config_store import Trust
-from kubegate.cli.login import fingerprint
 from kubegate.cli.output import ago
+from kubegate.cli.trust import fingerprint
 from kubegate.domain.access import Role
 
 ROLE_ORDER = tuple(role.value for role in Role)  # least to most

@@ -23,7 +23,7 @@ from kubegate.cli.doctor_report import (
     token_verdict,
     trust_verdict,
 )
-from kubegate.cli.login import fingerprint
+from kubegate.cli.trust import fingerprint
 
 NOW = dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)
 
