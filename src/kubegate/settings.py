@@ -164,6 +164,18 @@ class Settings(BaseSettings):
         le=86400,
         description="Lifetime of a kube token (the bearer kubectl sends to the proxy).",
     )
+    service_account_kubeconfig_max_seconds: int = Field(
+        default=7 * 86400,
+        ge=600,
+        le=365 * 86400,
+        description="Longest lifetime of a service account's kubeconfig token (either mode).",
+    )
+    admin_kubeconfig_max_seconds: int = Field(
+        default=4 * 3600,
+        ge=600,
+        le=86400,
+        description="Longest lifetime of an admin (break-glass) kubeconfig's token.",
+    )
     kube_token_mints_per_minute: int = Field(
         default=60,
         gt=0,

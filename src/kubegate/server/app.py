@@ -40,6 +40,7 @@ from kubegate.server.routers import (
     metrics,
     oidc,
     portal,
+    service_accounts,
     users,
 )
 from kubegate.server.state import AppState
@@ -151,6 +152,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.include_router(access_keys.router)
     app.include_router(access_keys.admin_router)
     app.include_router(audit_log.router)
+    app.include_router(service_accounts.router)
     app.include_router(grants.router)
     app.include_router(portal.router)
     app.include_router(oidc.router)
