@@ -1,5 +1,7 @@
 """Test-suite wiring: the fixture plugins every test can use."""
 
+from hypothesis import HealthCheck, settings
+
 pytest_plugins = [
     "tests.fixtures.shutdown",
     "tests.fixtures.kube",
@@ -12,4 +14,11 @@ pytest_plugins = [
     "tests.fixtures.access",
     "tests.fixtures.gateway",
     "tests.fixtures.cli",
+    "tests.fixtures.agent_identity",
 ]
+
+# Hypothesis's "input generation is slow" health check is a timing assertion: on the 2-core
+# machine under a build or the e2e tests' apiserver it fails tests whose code is fine. The
+# other health checks (and deadlines, which pytest's own timeouts cover) stay on.
+settings.register_profile("kubegate", suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("kubegate")

@@ -4,8 +4,10 @@
 compression), serves the streams the gateway opens — the control stream, and every
 other stream as one proxied Kubernetes API request (``agent/proxy.py``) — and hands each
 desired RBAC set to the :class:`~kubegate.agent.reconcile.Reconciler`, whose
-reports it sends back. When the connection ends it waits :func:`reconnect_delay` and dials
-again, for as long as the process runs.
+reports it sends back. Token requests (control schema 2) are answered each in a task of its
+own, so a slow apiserver never holds up the control loop; those tasks end with the
+connection. When the connection ends it waits :func:`reconnect_delay` and dials again, for as
+long as the process runs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import contextlib
 import json
 import logging
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +36,9 @@ from kubegate.tunnel.control import (
     GrantResult,
     Hello,
     Results,
+    ServiceAccountResult,
+    TokenAnswer,
+    TokenRequest,
     negotiate,
 )
 from kubegate.tunnel.control_stream import CONTROL_PATH, ControlStream
@@ -58,6 +63,9 @@ log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT = 10.0
 OPEN_TIMEOUT = 10.0
+
+MintToken = Callable[[TokenRequest], Awaitable[TokenAnswer]]
+"""Answers one token request (:meth:`~kubegate.agent.tokens.TokenMinter.answer`)."""
 
 
 class WebsocketsChannel:
@@ -115,6 +123,8 @@ class AgentTunnel:
 
     ``proxy`` serves each proxied request stream (:func:`~kubegate.agent.proxy.serve_proxied`
     bound to the agent's apiserver); without one, proxied requests are answered 404.
+    ``tokens`` answers the server's token requests; without it, each is answered with an
+    error.
     """
 
     def __init__(
@@ -124,24 +134,35 @@ class AgentTunnel:
         *,
         info: Mapping[str, str] | None = None,
         proxy: StreamHandler | None = None,
+        tokens: MintToken | None = None,
     ) -> None:
         self.target = target
         self.reconciler = reconciler
         self.proxy = proxy
+        self.tokens = tokens
         self.info = dict(info or {})
         self._control: ControlStream | None = None
         self._revision: int | None = None
         self.connected = asyncio.Event()
         self.connections = 0
 
-    async def report(self, revision: int, results: Sequence[GrantResult]) -> None:
-        """The reconciler's per-grant results, to the server (dropped while disconnected:
-        the server sends the desired set again on reconnect, which brings a fresh report)."""
+    async def report(
+        self,
+        revision: int,
+        results: Sequence[GrantResult],
+        service_accounts: Sequence[ServiceAccountResult] = (),
+    ) -> None:
+        """The reconciler's per-grant and per-ServiceAccount results, to the server (dropped
+        while disconnected: the server sends the desired set again on reconnect, which
+        brings a fresh report)."""
         control = self._control
         if control is None:
             return
+        message = Results(
+            revision=revision, results=tuple(results), service_accounts=tuple(service_accounts)
+        )
         with contextlib.suppress(TunnelClosed, ChannelClosed):
-            await control.send(Results(revision=revision, results=tuple(results)))
+            await control.send(message)
 
     async def run(self) -> None:
         """Dial, serve, and redial with backoff, until cancelled."""
@@ -261,21 +282,59 @@ class AgentTunnel:
             "connected to the kubegate server",
             extra={"server_version": hello.kubegate_version, "schema": schema, **hello.info},
         )
-        while (incoming := await control.receive()) is not None:
-            if isinstance(incoming, Desired):
-                log.info(
-                    "desired RBAC received",
-                    extra={"revision": incoming.revision, "grants": len(incoming.grants)},
+        answering: set[asyncio.Task[None]] = set()  # token requests in flight
+        try:
+            while (incoming := await control.receive()) is not None:
+                if isinstance(incoming, Desired):
+                    log.info(
+                        "desired RBAC received",
+                        extra={
+                            "revision": incoming.revision,
+                            "grants": len(incoming.grants),
+                            "service_accounts": len(incoming.service_accounts),
+                        },
+                    )
+                    self.reconciler.set_desired(
+                        incoming.revision, incoming.grants, incoming.service_accounts
+                    )
+                elif isinstance(incoming, TokenRequest):
+                    task = asyncio.create_task(
+                        self._answer_token(control, incoming),
+                        name=f"token request {incoming.request_id}",
+                    )
+                    answering.add(task)
+                    task.add_done_callback(answering.discard)
+                elif isinstance(incoming, Failure):
+                    raise TunnelProtocolError(
+                        f"the server gave up: {incoming.code}: {incoming.message}"
+                    )
+                else:
+                    raise TunnelProtocolError(
+                        f"unexpected {type(incoming).__name__} message from the server"
+                    )
+        finally:
+            # The answers could not reach the server any more: the server gives up on them.
+            for task in answering:
+                task.cancel()
+            if answering:
+                await asyncio.wait(answering)
+
+    async def _answer_token(self, control: ControlStream, request: TokenRequest) -> None:
+        """Mint one token (or say why not) and send the answer; never raises."""
+        if self.tokens is None:
+            answer = TokenAnswer(request.request_id, error="this agent does not mint tokens")
+        else:
+            try:
+                answer = await self.tokens(request)
+            except Exception as exc:  # a bug: the server still gets an answer
+                log.exception(
+                    "answering a token request failed", extra={"request_id": request.request_id}
                 )
-                self.reconciler.set_desired(incoming.revision, incoming.grants)
-            elif isinstance(incoming, Failure):
-                raise TunnelProtocolError(
-                    f"the server gave up: {incoming.code}: {incoming.message}"
+                answer = TokenAnswer(
+                    request.request_id, error=f"the agent failed: {type(exc).__name__}"
                 )
-            else:
-                raise TunnelProtocolError(
-                    f"unexpected {type(incoming).__name__} message from the server"
-                )
+        with contextlib.suppress(TunnelClosed, ChannelClosed):
+            await control.send(answer)
 
 
 def _log_refusal(exc: InvalidStatus) -> None:

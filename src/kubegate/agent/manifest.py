@@ -1,9 +1,11 @@
 """The objects that install the agent in a cluster, as plain manifests: pure.
 
-The agent's ClusterRole is the least privilege that lets it do its job (DESIGN.md §6):
+The agent's ClusterRole is the least privilege that lets it do its job (DESIGN.md §6, §8):
 manage RoleBindings and ClusterRoleBindings, ``bind`` only the four built-in ClusterRoles a
-grant can name, and impersonate users plus the one kubegate group. It can read no Secrets:
-its cluster token reaches it as an environment variable the kubelet fills in from the Secret.
+grant can name, impersonate users plus the one kubegate group, and for managed service
+accounts manage ServiceAccounts, mint their bound tokens and impersonate them. It can read no
+Secrets: its cluster token reaches it as an environment variable the kubelet fills in from
+the Secret, and it mints ServiceAccount tokens with the TokenRequest API, never from Secrets.
 
 None of these objects carries the ``app.kubernetes.io/managed-by=kubegate`` label: that label
 marks the bindings the agent reconciles, and the agent deletes every one of those that is not
@@ -36,7 +38,8 @@ _BINDING_VERBS = ["get", "list", "watch", "create", "update", "patch", "delete"]
 
 
 def agent_cluster_role_rules() -> list[Manifest]:
-    """The agent's RBAC rules: exactly what reconciling grants and proxying requests need."""
+    """The agent's RBAC rules: exactly what reconciling grants and service accounts, minting
+    their tokens and proxying requests need (``docs/agent.md`` explains each)."""
     return [
         {
             "apiGroups": [RBAC_GROUP],
@@ -66,6 +69,32 @@ def agent_cluster_role_rules() -> list[Manifest]:
             "resources": ["groups"],
             "verbs": ["impersonate"],
             "resourceNames": [IMPERSONATED_GROUP],
+        },
+        {
+            # Managed ServiceAccounts are made, drift-repaired (watched) and deleted like
+            # grants' bindings, and the break-glass account is made on demand. Their names are
+            # the admins' choice, so no resourceNames; the agent changes only accounts with
+            # its label (and its own break-glass one).
+            "apiGroups": [""],
+            "resources": ["serviceaccounts"],
+            "verbs": list(_BINDING_VERBS),
+        },
+        {
+            # Bound tokens (the TokenRequest API) for kubeconfigs that go straight to the
+            # apiserver: short-lived, and dead with their ServiceAccount. Instead of reading
+            # token Secrets, which this role still cannot.
+            "apiGroups": [""],
+            "resources": ["serviceaccounts/token"],
+            "verbs": ["create"],
+        },
+        {
+            # A managed account's kube token through the gateway: the agent acts as
+            # system:serviceaccount:<namespace>:<name>, which Kubernetes authorises as
+            # impersonate on that ServiceAccount. No resourceNames (names are not known in
+            # advance); the agent itself refuses accounts outside its desired set.
+            "apiGroups": [""],
+            "resources": ["serviceaccounts"],
+            "verbs": ["impersonate"],
         },
     ]
 

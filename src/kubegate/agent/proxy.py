@@ -16,6 +16,12 @@ even while it waits for the apiserver (a quiet watch). An apiserver that breaks 
 response head makes the agent reset the stream, so the gateway cuts kubectl's connection
 instead of ending a truncated body cleanly. Before a head, failures are answered with a
 Kubernetes ``Status`` (503 when the apiserver cannot be reached).
+
+A request made with a managed ServiceAccount's kube token (``kubegate-service-account``)
+is impersonated as that account only when the account is in the agent's current desired set
+(``manages``); any other is refused with ``403 Forbidden`` before the apiserver is contacted,
+so not even a bug on the server's side can make the agent act as, say, a ``kube-system``
+account.
 """
 
 from __future__ import annotations
@@ -23,13 +29,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from kubegate.agent.connection import UpstreamBroken, UpstreamConnection, UpstreamUnavailable
 from kubegate.agent.multiplex import CONNECT_TIMEOUT, SharedConnections
 from kubegate.agent.request_head import check_request_head
 from kubegate.agent.upstream import Upstream
-from kubegate.errors import InvalidRequest, KubegateError, failure_reason, map_exceptions
+from kubegate.errors import (
+    InvalidRequest,
+    KubegateError,
+    PermissionDenied,
+    failure_reason,
+    map_exceptions,
+)
 from kubegate.kube.status import status_response
 from kubegate.tunnel.exchange import (
     ProxiedRequest,
@@ -51,17 +63,31 @@ SMALL_BODY = 64 * 1024
 UPGRADED_READ = 256 * 1024
 _GONE = (StreamCancelled, TunnelClosed)  # the gateway's side of the stream is over
 
+Manages = Callable[[str, str], bool]
+"""Whether ``(namespace, name)`` is a ServiceAccount in the agent's current desired set."""
 
-async def serve_proxied(stream: TunnelStream, upstream: Upstream, *, user_prefix: str) -> None:
+
+def _manages_none(namespace: str, name: str) -> bool:
+    return False
+
+
+async def serve_proxied(
+    stream: TunnelStream,
+    upstream: Upstream,
+    *,
+    user_prefix: str,
+    manages: Manages = _manages_none,
+) -> None:
     """Serve one proxied request stream (the agent's handler for every non-control stream).
 
+    ``manages`` decides which ServiceAccounts a request may act as (by default none).
     Raises :class:`~kubegate.errors.TunnelProtocolError` for a stream that is not a proxied
     request (no user): the tunnel's convention is to close the connection that carried it.
     """
     incoming = stream.request
     assert incoming is not None, "the agent serves streams the gateway opened"
     request = decode_request(incoming.method, incoming.path, incoming.headers)
-    exchange = _Exchange(stream, upstream, request, user_prefix, incoming.end_stream)
+    exchange = _Exchange(stream, upstream, request, user_prefix, incoming.end_stream, manages)
     relay = asyncio.ensure_future(exchange.run())
     abandoned = False
 
@@ -98,12 +124,14 @@ class _Exchange:
         request: ProxiedRequest,
         user_prefix: str,
         bodiless: bool,
+        manages: Manages = _manages_none,
     ) -> None:
         self.stream = stream
         self.upstream = upstream
         self.request = request
         self.user_prefix = user_prefix
         self.bodiless = bodiless
+        self.manages = manages
         self.responded = False
         # Set once the outcome is decided: the stream's death from then on is our own reset
         # (or a late one), and must not interrupt sending it.
@@ -111,6 +139,16 @@ class _Exchange:
 
     async def run(self) -> None:
         request = self.request
+        account = request.service_account
+        if account is not None and not self.manages(*account):
+            self.settled = True
+            message = (
+                f"kubegate's agent does not manage service account {account[0]}/{account[1]}, "
+                f"so it will not act as {request.impersonated_user}"
+            )
+            self._log_failure(message, PermissionDenied.status)
+            await self._answer_error(PermissionDenied(message), message)
+            return
         try:
             head = upstream_request_head(
                 request,
@@ -145,6 +183,8 @@ class _Exchange:
             "user": self.request.user,
             "error": error,
         }
+        if self.request.service_account is not None:
+            extra["service_account"] = "/".join(self.request.service_account)
         if status is not None:
             extra["status"] = status
         log.warning("proxied request failed", extra=extra)

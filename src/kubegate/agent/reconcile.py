@@ -1,11 +1,16 @@
-"""The agent's RBAC reconciler: keeps the cluster's kubegate bindings equal to the desired set.
+"""The agent's RBAC reconciler: keeps the cluster's kubegate bindings and ServiceAccounts equal
+to the desired set.
 
-A pass lists the bindings kubegate owns, asks :func:`~kubegate.agent.desired.plan` what to
-change, carries that out and reports one result per grant. Passes run when the server sends a
-desired set, when a watch sees an owned binding change (drift), every ``retry_seconds`` while
-something failed (the agent cannot watch namespaces, so a grant into a namespace that does not
-exist yet is retried), and every ``resync_seconds``. Until the first desired set arrives the
-reconciler does nothing: an agent that has not heard from the server must not delete grants.
+A pass lists the ServiceAccounts and bindings kubegate owns, asks
+:func:`~kubegate.agent.desired.plan_service_accounts` and then
+:func:`~kubegate.agent.desired.plan` what to change (accounts first: a managed account's
+binding is wanted only once its ServiceAccount is kubegate's, in place), carries that out and
+reports one result per grant and per account. Passes run when the server sends a desired set,
+when a watch sees an owned binding or ServiceAccount change (drift), every ``retry_seconds``
+while something failed (the agent cannot watch namespaces, so a grant into a namespace that
+does not exist yet is retried), and every ``resync_seconds``. Until the first desired set
+arrives the reconciler does nothing: an agent that has not heard from the server must not
+delete grants.
 """
 
 from __future__ import annotations
@@ -20,72 +25,53 @@ import httpx
 from lightkube import ALL_NS, AsyncClient
 from lightkube.core.client import LabelSelector
 from lightkube.core.exceptions import ApiError
+from lightkube.resources.core_v1 import ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding, RoleBinding
 
 from kubegate.agent.desired import (
     DEFAULT_USER_PREFIX,
     MANAGED_BY,
     MANAGED_BY_LABEL,
+    SERVICE_ACCOUNT_KIND,
     Manifest,
     ObjectKey,
     converged,
+    converged_account,
+    desired_account_binding,
     desired_binding,
     is_owned,
     key_of,
     plan,
+    plan_service_accounts,
 )
+from kubegate.agent.kube_errors import NotOurs, describe, status_code
 from kubegate.agent.metrics import AgentMetrics
-from kubegate.domain.access import GrantSpec
-from kubegate.tunnel.control import GrantResult
+from kubegate.domain.access import GrantSpec, ServiceAccountSpec
+from kubegate.tunnel.control import GrantResult, ServiceAccountResult
 
 logger = logging.getLogger(__name__)
 
-ReportFn = Callable[[int, list[GrantResult]], Awaitable[None]]
-"""Sends one pass's results for a revision to the server."""
+ReportFn = Callable[[int, list[GrantResult], list[ServiceAccountResult]], Awaitable[None]]
+"""Sends one pass's results for a revision to the server: per grant, per ServiceAccount."""
 
 OWNED: LabelSelector = {MANAGED_BY_LABEL: MANAGED_BY}
 DEBOUNCE_SECONDS = 0.075
 """How long a woken loop waits for more events, so a burst of them makes one pass."""
 MAX_BACKOFF_SECONDS = 5.0
 LIST_CHUNK = 500
-Binding = RoleBinding | ClusterRoleBinding
-
-
-class _NotOurs(Exception):
-    """A binding under a grant's deterministic name exists and kubegate does not own it."""
-
-    def __init__(self, key: ObjectKey) -> None:
-        where = f' in namespace "{key.namespace}"' if key.namespace else ""
-        super().__init__(
-            f'{key.kind} "{key.name}"{where} already exists and is not managed by kubegate '
-            f"(it lacks the label {MANAGED_BY_LABEL}={MANAGED_BY}); kubegate leaves it alone"
-        )
-
-
-def _status_code(exc: BaseException) -> int | None:
-    """The HTTP status of a Kubernetes error, from an ``ApiError`` or a bare HTTP error."""
-    if isinstance(exc, ApiError):
-        return exc.status.code
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc.response.status_code
-    return None
-
-
-def _describe(exc: Exception) -> str:
-    """A grant's failure detail: the apiserver's own words when it gave any."""
-    if isinstance(exc, ApiError) and exc.status.message:
-        return exc.status.message
-    if isinstance(exc, httpx.TransportError):
-        return f"cannot reach the Kubernetes API: {type(exc).__name__}: {exc}"
-    return str(exc) or type(exc).__name__
+Watched = RoleBinding | ClusterRoleBinding | ServiceAccount
+Operation = tuple[ObjectKey, Callable[[], Awaitable[None]]]
+_Results = tuple[list[GrantResult], list[ServiceAccountResult]]
 
 
 class Reconciler:
-    """Converges the cluster's owned RoleBindings and ClusterRoleBindings on the desired set.
+    """Converges the cluster's owned RoleBindings, ClusterRoleBindings and ServiceAccounts on
+    the desired set.
 
-    ``client`` acts as the agent's service account; ``report`` receives ``(revision,
-    results)`` after the first pass following each :meth:`set_desired` and whenever results
-    change. Up to ``concurrency`` API calls run at once. :meth:`run` until cancelled.
+    ``client`` acts as the agent's service account; ``report`` receives ``(revision, grant
+    results, service account results)`` after the first pass following each
+    :meth:`set_desired` and whenever results change. Up to ``concurrency`` API calls run at
+    once. :meth:`run` until cancelled.
     """
 
     def __init__(
@@ -106,9 +92,12 @@ class Reconciler:
         self._resync_seconds = resync_seconds
         self._retry_seconds = retry_seconds
         self._concurrency = concurrency
-        self._desired: tuple[int, tuple[GrantSpec, ...]] | None = None
+        self._desired: tuple[int, tuple[GrantSpec, ...], tuple[ServiceAccountSpec, ...]] | None = (
+            None
+        )
+        self._managed: frozenset[tuple[str, str]] = frozenset()
         self._report_due = False
-        self._last_results: list[GrantResult] | None = None
+        self._last_results: _Results | None = None
         self._logged_failures: dict[ObjectKey, str] = {}
         self._wake = asyncio.Event()
 
@@ -117,7 +106,17 @@ class Reconciler:
         """The revision of the desired set being converged on; None before the first."""
         return None if self._desired is None else self._desired[0]
 
-    def set_desired(self, revision: int, grants: Sequence[GrantSpec]) -> None:
+    def manages(self, namespace: str, name: str) -> bool:
+        """Whether the ServiceAccount ``namespace/name`` is in the current desired set: the
+        only accounts the agent mints tokens for or lets a proxied request act as."""
+        return (namespace, name) in self._managed
+
+    def set_desired(
+        self,
+        revision: int,
+        grants: Sequence[GrantSpec],
+        service_accounts: Sequence[ServiceAccountSpec] = (),
+    ) -> None:
         """Adopt a desired set (without waiting); an older revision than the current is ignored.
 
         The same revision again is adopted too, and reported after the next pass.
@@ -129,15 +128,17 @@ class Reconciler:
                 extra={"revision": revision, "current_revision": current},
             )
             return
-        self._desired = (revision, tuple(grants))
+        self._desired = (revision, tuple(grants), tuple(service_accounts))
+        self._managed = frozenset((a.namespace, a.name) for a in service_accounts)
         self._report_due = True
         self._wake.set()
 
     async def run(self) -> None:
-        """Watch owned bindings and reconcile until cancelled."""
+        """Watch owned bindings and ServiceAccounts and reconcile until cancelled."""
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._watch(RoleBinding))
             tasks.create_task(self._watch(ClusterRoleBinding))
+            tasks.create_task(self._watch(ServiceAccount))
             await self._reconcile_forever()
 
     async def _reconcile_forever(self) -> None:
@@ -149,12 +150,12 @@ class Reconciler:
                 self._wake.clear()  # drift before the first desired set: nothing to compare to
                 wait = None
                 continue
-            revision, grants = self._desired
+            revision, grants, accounts = self._desired
             report_due, self._report_due = self._report_due, False
             self._wake.clear()  # anything that happens from here on wakes the next pass
             started = time.perf_counter()
             try:
-                results, incomplete = await self._pass(grants)
+                results, incomplete = await self._pass(grants, accounts)
             except Exception as exc:
                 self._metrics.reconciled(time.perf_counter() - started, failed=True)
                 self._report_due |= report_due
@@ -169,7 +170,12 @@ class Reconciler:
             backoff = min(0.25, self._retry_seconds)
             if report_due or results != self._last_results:
                 await self._send_report(revision, results)
-            failed = incomplete or any(r.status == "failed" for r in results)
+            grant_results, account_results = results
+            failed = (
+                incomplete
+                or any(r.status == "failed" for r in grant_results)
+                or any(r.status == "failed" for r in account_results)
+            )
             wait = self._retry_seconds if failed or self._report_due else self._resync_seconds
 
     async def _sleep_until_woken(self, seconds: float | None) -> None:
@@ -181,33 +187,44 @@ class Reconciler:
             return
         await asyncio.sleep(DEBOUNCE_SECONDS)
 
-    async def _send_report(self, revision: int, results: list[GrantResult]) -> None:
+    async def _send_report(self, revision: int, results: _Results) -> None:
         try:
-            await self._report(revision, results)
+            await self._report(revision, *results)
         except Exception:
             self._report_due = True  # try again after the next pass
             logger.exception("reporting grant results failed", extra={"revision": revision})
             return
         self._last_results = results
 
-    async def _pass(self, grants: Sequence[GrantSpec]) -> tuple[list[GrantResult], bool]:
-        """One pass: the results per grant, and whether any change (even a deletion) failed."""
-        observed = await self._observe()
-        todo = plan(list(grants), observed, self._user_prefix)
+    async def _pass(
+        self, grants: Sequence[GrantSpec], accounts: Sequence[ServiceAccountSpec]
+    ) -> tuple[_Results, bool]:
+        """One pass: the results per grant and per account, and whether any change (even a
+        deletion) failed."""
+        observed_accounts, observed = await asyncio.gather(self._list_accounts(), self._observe())
         failures: dict[ObjectKey, str] = {}
-        if not todo.empty:
-            limit = asyncio.Semaphore(self._concurrency)
-            ops: list[tuple[ObjectKey, Callable[[], Awaitable[None]]]] = [
-                *((key_of(m), partial(self._create, m)) for m in todo.create),
-                *((key_of(m), partial(self._replace, m)) for m in todo.replace),
-                *((key_of(m), partial(self._update, m)) for m in todo.update),
-                *((key, partial(self._delete, key)) for key in todo.delete),
-            ]
-            async with asyncio.TaskGroup() as tasks:
-                for key, op in ops:
-                    tasks.create_task(self._guarded(limit, key, op, failures))
+        accounts_todo = plan_service_accounts(accounts, observed_accounts)
+        account_ops: list[Operation] = [
+            *((key_of(m), partial(self._create, m)) for m in accounts_todo.create),
+            *((key_of(m), partial(self._replace, m)) for m in accounts_todo.replace),
+            *((key, partial(self._delete, key)) for key in accounts_todo.delete),
+        ]
+        await self._carry_out(account_ops, failures)
+        # A binding only ever names a ServiceAccount kubegate has in place: one whose account
+        # failed (someone else's under that name, a missing namespace) gets none, and loses
+        # the one it had.
+        in_place = [a for a in accounts if _account_key(a) not in failures]
+        todo = plan(list(grants), observed, self._user_prefix, in_place)
+        ops: list[Operation] = [
+            *((key_of(m), partial(self._create, m)) for m in todo.create),
+            *((key_of(m), partial(self._replace, m)) for m in todo.replace),
+            *((key_of(m), partial(self._update, m)) for m in todo.update),
+            *((key, partial(self._delete, key)) for key in todo.delete),
+        ]
+        await self._carry_out(ops, failures)
+        if ops or account_ops:
             # Only retries of known failures: keep them out of the info log.
-            level = logging.INFO if len(ops) > len(failures) else logging.DEBUG
+            level = logging.INFO if len(ops) + len(account_ops) > len(failures) else logging.DEBUG
             logger.log(
                 level,
                 "reconciled",
@@ -217,17 +234,23 @@ class Reconciler:
                     "replaces": len(todo.replace),
                     "updates": len(todo.update),
                     "deletes": len(todo.delete),
+                    "account_creates": len(accounts_todo.create),
+                    "account_replaces": len(accounts_todo.replace),
+                    "account_deletes": len(accounts_todo.delete),
                     "failures": len(failures),
                 },
             )
         for key, detail in failures.items():
             if self._logged_failures.get(key) != detail:  # once, not at every retry
+                is_account = key.kind == SERVICE_ACCOUNT_KIND
                 logger.warning(
-                    "changing a binding failed",
+                    "changing a service account failed"
+                    if is_account
+                    else "changing a binding failed",
                     extra={
                         "kind": key.kind,
                         "namespace": key.namespace,
-                        "binding": key.name,
+                        "service_account" if is_account else "binding": key.name,
                         "error": detail,
                     },
                 )
@@ -239,7 +262,27 @@ class Reconciler:
                 results.append(GrantResult(grant.grant_id, "failed", failures[key]))
             else:
                 results.append(GrantResult(grant.grant_id, "applied"))
-        return results, bool(failures)
+        account_results = []
+        for account in accounts:
+            why = failures.get(_account_key(account)) or failures.get(
+                key_of(desired_account_binding(account))
+            )
+            if why is not None:
+                account_results.append(
+                    ServiceAccountResult(account.service_account_id, "failed", why)
+                )
+            else:
+                account_results.append(ServiceAccountResult(account.service_account_id, "applied"))
+        return (results, account_results), bool(failures)
+
+    async def _carry_out(self, ops: list[Operation], failures: dict[ObjectKey, str]) -> None:
+        """Run ``ops`` at once (up to ``concurrency`` in flight), recording why each failed."""
+        if not ops:
+            return
+        limit = asyncio.Semaphore(self._concurrency)
+        async with asyncio.TaskGroup() as tasks:
+            for key, op in ops:
+                tasks.create_task(self._guarded(limit, key, op, failures))
 
     async def _guarded(
         self,
@@ -252,8 +295,8 @@ class Reconciler:
         async with limit:
             try:
                 await op()
-            except (ApiError, httpx.HTTPError, _NotOurs) as exc:
-                failures[key] = _describe(exc)
+            except (ApiError, httpx.HTTPError, NotOurs) as exc:
+                failures[key] = describe(exc)
 
     async def _observe(self) -> list[Manifest]:
         """The owned bindings in the cluster, as plain manifests."""
@@ -262,7 +305,14 @@ class Reconciler:
         )
         return [*role_bindings, *cluster_role_bindings]
 
-    async def _list(self, resource: type[Binding]) -> list[Manifest]:
+    async def _list_accounts(self) -> list[Manifest]:
+        """The owned ServiceAccounts in the cluster, as plain manifests."""
+        found = self._client.list(
+            ServiceAccount, namespace=ALL_NS, labels=OWNED, chunk_size=LIST_CHUNK
+        )
+        return [obj.to_dict() async for obj in found]
+
+    async def _list(self, resource: type[RoleBinding | ClusterRoleBinding]) -> list[Manifest]:
         if resource is RoleBinding:
             found = self._client.list(
                 RoleBinding, namespace=ALL_NS, labels=OWNED, chunk_size=LIST_CHUNK
@@ -274,7 +324,9 @@ class Reconciler:
     async def _create(self, manifest: Manifest) -> None:
         key = key_of(manifest)
         try:
-            if key.namespace:
+            if key.kind == SERVICE_ACCOUNT_KIND:
+                await self._client.create(ServiceAccount.from_dict(manifest))
+            elif key.namespace:
                 await self._client.create(RoleBinding.from_dict(manifest))
             else:
                 await self._client.create(ClusterRoleBinding.from_dict(manifest))
@@ -286,15 +338,23 @@ class Reconciler:
             if current is None:
                 raise
             if not is_owned(current):
-                raise _NotOurs(key) from exc
-            if not converged(manifest, current):
+                raise NotOurs(key) from exc
+            done = (
+                converged_account(manifest, current)
+                if key.kind == SERVICE_ACCOUNT_KIND
+                else converged(manifest, current)
+            )
+            if not done:
                 raise  # ours but not as wanted: the watch event it made brings another pass
 
     async def _get(self, key: ObjectKey) -> Manifest | None:
         try:
-            if key.namespace:
+            if key.kind == SERVICE_ACCOUNT_KIND:
+                account = await self._client.get(ServiceAccount, key.name, namespace=key.namespace)
+                manifest: Manifest = account.to_dict()
+            elif key.namespace:
                 found = await self._client.get(RoleBinding, key.name, namespace=key.namespace)
-                manifest: Manifest = found.to_dict()
+                manifest = found.to_dict()
             else:
                 cluster_found = await self._client.get(ClusterRoleBinding, key.name)
                 manifest = cluster_found.to_dict()
@@ -312,12 +372,16 @@ class Reconciler:
             await self._client.replace(ClusterRoleBinding.from_dict(manifest))
 
     async def _replace(self, manifest: Manifest) -> None:
-        await self._delete(key_of(manifest))  # roleRef is immutable
+        # roleRef is immutable; a ServiceAccount made for another id takes its tokens along.
+        await self._delete(key_of(manifest))
         await self._create(manifest)
 
     async def _delete(self, key: ObjectKey) -> None:
         try:
-            if key.namespace:
+            if key.kind == SERVICE_ACCOUNT_KIND:
+                # Its bound tokens stop working with it: that is how a deleted account ends.
+                await self._client.delete(ServiceAccount, key.name, namespace=key.namespace)
+            elif key.namespace:
                 await self._client.delete(RoleBinding, key.name, namespace=key.namespace)
             else:
                 await self._client.delete(ClusterRoleBinding, key.name)
@@ -334,8 +398,8 @@ class Reconciler:
             if isinstance(events, AsyncGenerator):
                 await events.aclose()
 
-    async def _watch(self, resource: type[Binding]) -> None:
-        """Wake the loop on every change to an owned binding of ``resource``, forever.
+    async def _watch(self, resource: type[Watched]) -> None:
+        """Wake the loop on every change to an owned object of ``resource``, forever.
 
         lightkube re-opens a watch the apiserver ended cleanly, from the last resourceVersion
         it saw. When that version has expired (410 Gone) or the connection fails, this
@@ -351,10 +415,13 @@ class Reconciler:
                 if resource is RoleBinding:
                     watch = self._client.watch(RoleBinding, namespace=ALL_NS, labels=OWNED)
                     await self._follow(watch)
+                elif resource is ServiceAccount:
+                    accounts = self._client.watch(ServiceAccount, namespace=ALL_NS, labels=OWNED)
+                    await self._follow(accounts)
                 else:
                     await self._follow(self._client.watch(ClusterRoleBinding, labels=OWNED))
             except Exception as exc:
-                if _status_code(exc) == 410:
+                if status_code(exc) == 410:
                     logger.info("watch expired; watching afresh", extra={"kind": resource.__name__})
                     continue
                 if loop.time() - started > MAX_BACKOFF_SECONDS:
@@ -365,3 +432,7 @@ class Reconciler:
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+def _account_key(account: ServiceAccountSpec) -> ObjectKey:
+    return ObjectKey(SERVICE_ACCOUNT_KIND, account.namespace, account.name)

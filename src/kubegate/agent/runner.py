@@ -13,14 +13,16 @@ from lightkube.config.kubeconfig import SingleConfig
 from lightkube.core.exceptions import ConfigError
 
 from kubegate.agent.client import AgentTunnel, TunnelTarget
+from kubegate.agent.cluster_info import agent_namespace, cluster_info
 from kubegate.agent.desired import DEFAULT_USER_PREFIX
 from kubegate.agent.metrics import AgentMetrics, MetricsListener
 from kubegate.agent.proxy import serve_proxied
 from kubegate.agent.reconcile import Reconciler
+from kubegate.agent.tokens import TokenMinter
 from kubegate.agent.upstream import Upstream
 from kubegate.domain.access import GrantSpec
 from kubegate.errors import KubegateError
-from kubegate.tunnel.control import GrantResult
+from kubegate.tunnel.control import GrantResult, ServiceAccountResult
 
 FIELD_MANAGER = "kubegate-agent"
 
@@ -36,6 +38,15 @@ class AgentOptions:
     resync_seconds: float = 300.0
     retry_seconds: float = 2.0
     metrics_address: str | None = None  # HOST:PORT of GET /metrics; None: no listener
+    # Reported for direct kubeconfigs; None: the kubeconfig's (none in the cluster).
+    api_server_url: str | None = None
+    # The agent's own (the break-glass account's); None: the pod's, or kube-system outside.
+    namespace: str | None = None
+
+    @property
+    def in_cluster(self) -> bool:
+        """Whether the agent acts as its pod's ServiceAccount (no ``--kubeconfig``)."""
+        return self.kubeconfig is None
 
 
 def kube_config(kubeconfig: Path | None, context: str | None) -> SingleConfig:
@@ -61,10 +72,27 @@ def kube_config(kubeconfig: Path | None, context: str | None) -> SingleConfig:
 
 class Agent:
     """One agent process: a reconciler and the tunnel that feeds it, and the apiserver
-    connection that serves the proxied requests arriving over that tunnel."""
+    connection that serves the proxied requests arriving over that tunnel.
 
-    def __init__(self, options: AgentOptions, client: AsyncClient, upstream: Upstream) -> None:
+    ``info`` is the hello's (:func:`~kubegate.agent.cluster_info.cluster_info`); by default
+    just the cluster's name and the user prefix, in the namespace ``options`` resolves to.
+    """
+
+    def __init__(
+        self,
+        options: AgentOptions,
+        client: AsyncClient,
+        upstream: Upstream,
+        info: dict[str, str] | None = None,
+    ) -> None:
         self.options = options
+        namespace = agent_namespace(options.namespace, in_cluster=options.in_cluster)
+        if info is None:
+            info = {
+                "cluster_name": options.target.cluster_name,
+                "user_prefix": options.user_prefix,
+                "namespace": namespace,
+            }
         self.metrics = AgentMetrics()
         self.metrics_listener: MetricsListener | None = None
         if options.metrics_address is not None:
@@ -77,21 +105,25 @@ class Agent:
             retry_seconds=options.retry_seconds,
             metrics=self.metrics,
         )
+        self.tokens = TokenMinter(client, self.reconciler.manages, namespace=namespace)
         self.tunnel = AgentTunnel(
             options.target,
             self.reconciler,
-            info={
-                "cluster_name": options.target.cluster_name,
-                "user_prefix": options.user_prefix,
-            },
+            info=info,
             proxy=functools.partial(
-                serve_proxied, upstream=upstream, user_prefix=options.user_prefix
+                serve_proxied,
+                upstream=upstream,
+                user_prefix=options.user_prefix,
+                manages=self.reconciler.manages,
             ),
+            tokens=self.tokens.answer,
         )
         self.metrics.watch(self.tunnel)
 
-    async def _report(self, revision: int, results: list[GrantResult]) -> None:
-        await self.tunnel.report(revision, results)
+    async def _report(
+        self, revision: int, results: list[GrantResult], accounts: list[ServiceAccountResult]
+    ) -> None:
+        await self.tunnel.report(revision, results, accounts)
 
     async def run(self) -> None:
         """Reconcile and hold the tunnel (and serve ``/metrics`` when asked to) until
@@ -114,9 +146,17 @@ async def run_agent(options: AgentOptions) -> None:
     # Built first: a kubeconfig the proxy cannot use (an exec plugin) stops the agent here.
     upstream = Upstream.from_config(config)
     try:
+        info = cluster_info(
+            config,
+            in_cluster=options.in_cluster,
+            namespace=agent_namespace(options.namespace, in_cluster=options.in_cluster),
+            api_server_url=options.api_server_url,
+            cluster_name=options.target.cluster_name,
+            user_prefix=options.user_prefix,
+        )
         client = AsyncClient(config, field_manager=FIELD_MANAGER)
         try:
-            await Agent(options, client, upstream).run()
+            await Agent(options, client, upstream, info).run()
         finally:
             await client.close()
     finally:

@@ -122,6 +122,25 @@ def agent(
             "authentication: bind it where only Prometheus reaches it). Default: off.",
         ),
     ] = None,
+    api_server_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUBEGATE_API_SERVER_URL",
+            help="The Kubernetes API URL to report for kubeconfigs that go straight to the "
+            "cluster (service-account --direct, the admin kubeconfig), when the one the agent "
+            "uses is not reachable from outside. Default: the --kubeconfig's server; in the "
+            "cluster, none (set it, or set the address on the kubegate server).",
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KUBEGATE_NAMESPACE",
+            help="The agent's namespace, where it keeps the admin (break-glass) "
+            "kubeconfig's ServiceAccount. Default: its pod's namespace in the cluster, "
+            "kube-system outside.",
+        ),
+    ] = None,
 ) -> None:
     """Run the kubegate agent: dial out to the server, keep the tunnel open, and turn the
     cluster's grants into RoleBindings and ClusterRoleBindings.
@@ -161,6 +180,8 @@ def agent(
         user_prefix=user_prefix,
         resync_seconds=resync_seconds,
         metrics_address=metrics_address,
+        api_server_url=api_server_url,
+        namespace=namespace,
     )
     signal.signal(signal.SIGTERM, lambda *_: _raise_interrupt())
     try:

@@ -67,6 +67,10 @@ def test_the_agent_role_is_exactly_the_least_privilege_set() -> None:
             "verbs": ["impersonate"],
             "resourceNames": ["kubegate:authenticated"],
         },
+        # Managed service accounts: made and watched, their bound tokens, acting as one.
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": bind_verbs},
+        {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
     ]
     assert by_kind(manifest())["ClusterRole"]["rules"] == agent_cluster_role_rules()
 
