@@ -1,29 +1,22 @@
 """The agent's ClusterRole from the install manifest is enough for its job and no more.
 
-The manifest's Namespace, ServiceAccount, ClusterRole and ClusterRoleBinding are applied as
-the admin; the tests then act with a token of that ServiceAccount (TokenRequest API): the
-Reconciler applies grants of every role, requests impersonate a kubegate user, and each way
-to escalate from there is refused by the apiserver.
+The tests act with a token of the manifest's ServiceAccount (``tests/fixtures/agent_identity.py``):
+the Reconciler applies grants of every role, requests impersonate a kubegate user, and each
+way to escalate from there is refused by the apiserver. What it does for managed service
+accounts with that identity is in ``test_agent_service_accounts.py``.
 """
 
 from __future__ import annotations
 
-import base64
-import ssl
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from lightkube import AsyncClient, Client
-from lightkube.codecs import from_dict
 from lightkube.core.exceptions import ApiError
-from lightkube.models.authentication_v1 import TokenRequestSpec
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Namespace, Secret, ServiceAccountToken
+from lightkube.resources.core_v1 import Namespace, Secret
 from lightkube.resources.rbac_authorization_v1 import (
     ClusterRole,
     ClusterRoleBinding,
@@ -31,107 +24,15 @@ from lightkube.resources.rbac_authorization_v1 import (
 )
 
 from kubegate.agent.desired import binding_name
-from kubegate.agent.manifest import AGENT_NAME, IMPERSONATED_GROUP, install_manifest
+from kubegate.agent.manifest import AGENT_NAME, IMPERSONATED_GROUP
 from kubegate.tunnel.control import GrantResult
-from testenv.controlplane import Credentials
-from tests.fixtures.reconciler import (
-    StartAgent,
-    agents_running,
-    client_for,
-    eventually,
-    new_grant,
-)
+from tests.fixtures.agent_identity import AgentIdentity
+from tests.fixtures.reconciler import StartAgent, eventually, new_grant
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
 ROLES = ("view", "edit", "admin", "cluster-admin")
 RBAC = "rbac.authorization.k8s.io"
-INSTALLED_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
-
-
-@dataclass(frozen=True)
-class AgentIdentity:
-    """The agent's ServiceAccount token and how to reach the apiserver with it."""
-
-    namespace: str
-    token: str
-    server: str
-    ca_pem: bytes
-
-    def kubeconfig(self) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "test",
-                    "cluster": {
-                        "server": self.server,
-                        "certificate-authority-data": base64.b64encode(self.ca_pem).decode(),
-                    },
-                }
-            ],
-            "users": [{"name": AGENT_NAME, "user": {"token": self.token}}],
-            "contexts": [{"name": "test", "context": {"cluster": "test", "user": AGENT_NAME}}],
-            "current-context": "test",
-        }
-
-    def http(self) -> httpx.AsyncClient:
-        """A raw HTTP client with the token, for requests with impersonation headers."""
-        return httpx.AsyncClient(
-            base_url=self.server,
-            verify=ssl.create_default_context(cadata=self.ca_pem.decode()),
-            headers={"Authorization": f"Bearer {self.token}"},
-        )
-
-
-@pytest.fixture
-def agent_identity(
-    kube_admin: Client, kube_credentials: Credentials, namespace: str
-) -> Iterator[AgentIdentity]:
-    """The manifest's RBAC objects applied in the test's namespace, and a token for its SA."""
-    objects = install_manifest(
-        cluster_name="test",
-        server_url="https://kubegate.invalid",
-        cluster_token="unused",
-        ca_pem=None,
-        namespace=namespace,
-    )
-    for obj in objects:
-        if obj["kind"] in INSTALLED_KINDS:
-            kube_admin.apply(from_dict(obj), force=True)  # create or replace: re-runs are fine
-    token = kube_admin.create(
-        ServiceAccountToken(
-            metadata=ObjectMeta(name=AGENT_NAME, namespace=namespace),
-            spec=TokenRequestSpec(audiences=[], expirationSeconds=3600),
-        ),
-        name=AGENT_NAME,
-        namespace=namespace,
-    )
-    assert token.status is not None and token.status.token
-    yield AgentIdentity(
-        namespace, token.status.token, kube_credentials.server, kube_credentials.ca_pem
-    )
-    kube_admin.delete(ClusterRoleBinding, AGENT_NAME)  # it names this test's namespace
-
-
-@pytest.fixture
-async def start_agent(kube_credentials: Credentials) -> AsyncIterator[StartAgent]:
-    """Start Reconcilers for the test (cleaned up as the superuser)."""
-    admin = client_for(yaml.safe_load(kube_credentials.kubeconfig.read_text()))
-    try:
-        async with agents_running(kube_credentials, admin) as start:
-            yield start
-    finally:
-        await admin.close()
-
-
-@pytest.fixture
-async def agent_client(agent_identity: AgentIdentity) -> AsyncIterator[AsyncClient]:
-    """A lightkube client acting as the agent's ServiceAccount."""
-    client = client_for(agent_identity.kubeconfig())
-    yield client
-    await client.close()
 
 
 @pytest.fixture

@@ -29,12 +29,13 @@ import pytest
 import yaml
 from lightkube import AsyncClient, KubeConfig
 from lightkube.config.kubeconfig import SingleConfig
-from lightkube.resources.core_v1 import ConfigMap
+from lightkube.resources.core_v1 import ConfigMap, ServiceAccount
 from lightkube.resources.rbac_authorization_v1 import RoleBinding
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from kubegate.agent.client import WebsocketsChannel
+from kubegate.agent.manifest import IMPERSONATED_GROUP
 from kubegate.agent.proxy import serve_proxied
 from kubegate.agent.upstream import Upstream
 from kubegate.tunnel.exchange import decode_response, tunnel_request_headers
@@ -144,8 +145,12 @@ async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
 
 
 @contextlib.asynccontextmanager
-async def tunnel_to(upstream: Upstream) -> AsyncIterator[TunnelConnection]:
-    """A gateway-side tunnel connection whose agent side serves streams with the proxy."""
+async def tunnel_to(
+    upstream: Upstream, managed: set[tuple[str, str]] | None = None
+) -> AsyncIterator[TunnelConnection]:
+    """A gateway-side tunnel connection whose agent side serves streams with the proxy;
+    ``managed`` holds the ServiceAccounts in the agent's desired set (read at each request)."""
+    accounts = managed if managed is not None else set()
     ready: asyncio.Future[TunnelConnection] = asyncio.get_running_loop().create_future()
 
     async def gateway_side(websocket: ServerConnection) -> None:
@@ -157,7 +162,12 @@ async def tunnel_to(upstream: Upstream) -> AsyncIterator[TunnelConnection]:
         await asyncio.wait([runner])
 
     async def handler(stream: TunnelStream) -> None:
-        await serve_proxied(stream, upstream, user_prefix=PREFIX)
+        await serve_proxied(
+            stream,
+            upstream,
+            user_prefix=PREFIX,
+            manages=lambda namespace, name: (namespace, name) in accounts,
+        )
 
     options: dict[str, Any] = {
         "compression": None,
@@ -217,22 +227,40 @@ class Gateway:
         upgrade: str | None = None,
         end_stream: bool | None = None,
         long_running: bool = False,
+        service_account: tuple[str, str] | None = None,
     ) -> TunnelStream:
         """Open the stream as the gateway would (the user's email, cleaned headers); a
         plain request without a body ends at once, an upgrade stays open for its bytes."""
         head = tunnel_request_headers(
-            headers, user=user, upgrade=upgrade, long_running=long_running
+            headers,
+            user=user,
+            upgrade=upgrade,
+            long_running=long_running,
+            service_account=service_account,
         )
         if end_stream is None:
             end_stream = upgrade is None
         return await self.connection.open_stream(method, path, tuple(head), end_stream=end_stream)
 
     async def call(
-        self, method: str, path: str, user: str, headers: Headers = (), body: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        user: str,
+        headers: Headers = (),
+        body: bytes | None = None,
+        service_account: tuple[str, str] | None = None,
     ) -> Answer:
         """One plain request and its whole answer."""
         async with asyncio.timeout(GUARD):
-            stream = await self.open(method, path, user, headers, end_stream=body is None)
+            stream = await self.open(
+                method,
+                path,
+                user,
+                headers,
+                end_stream=body is None,
+                service_account=service_account,
+            )
             if body is not None:
                 await stream.send(body, end_stream=True)
             head = await stream.response()
@@ -245,6 +273,7 @@ class Proxy(Gateway):
 
     relay: CountingRelay
     upstream: Upstream
+    managed: set[tuple[str, str]]
 
 
 async def read_all(stream: TunnelStream) -> bytes:
@@ -280,9 +309,10 @@ async def proxy(kube_credentials: Credentials) -> AsyncIterator[Proxy]:
         upstream = Upstream.from_config(
             config_for(kube_credentials, f"https://127.0.0.1:{relay.port}")
         )
+        managed: set[tuple[str, str]] = set()
         try:
-            async with tunnel_to(upstream) as gateway:
-                yield Proxy(gateway, relay, upstream)
+            async with tunnel_to(upstream, managed) as gateway:
+                yield Proxy(gateway, relay, upstream, managed)
         finally:
             await upstream.aclose()
 
@@ -342,6 +372,48 @@ async def test_request_runs_as_the_impersonated_user_and_rbac_decides(
     await bind(admin, namespace, email, "view")
     allowed = await until_status(lambda: proxy.call("GET", path, email), 200)
     assert allowed.json()["kind"] == "ConfigMapList"
+
+
+async def test_a_managed_service_accounts_request_runs_as_that_account(
+    proxy: Proxy, admin: AsyncClient, namespace: str
+) -> None:
+    await admin.create(
+        ServiceAccount.from_dict({"metadata": {"name": "ci", "namespace": namespace}})
+    )
+    proxy.managed.add((namespace, "ci"))
+    review = await proxy.call(
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        "issuer@example.com",
+        [("content-type", "application/json")],
+        b'{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}',
+        service_account=(namespace, "ci"),
+    )
+    assert review.status == 201, review.body
+    user = review.json()["status"]["userInfo"]
+    assert user["username"] == f"system:serviceaccount:{namespace}:ci"
+    # A ServiceAccount's own groups, never the kubegate users' group or the issuer's.
+    assert IMPERSONATED_GROUP not in user.get("groups", [])
+
+
+async def test_an_account_outside_the_desired_set_is_refused_before_the_apiserver(
+    proxy: Proxy,
+) -> None:
+    before = proxy.relay.accepted
+    refused = await proxy.call(
+        "GET",
+        "/api/v1/namespaces/kube-system/secrets",
+        "issuer@example.com",
+        service_account=("kube-system", "clusterrole-aggregation-controller"),
+    )
+    assert refused.status == 403
+    status = refused.json()
+    assert status["kind"] == "Status" and status["reason"] == "Forbidden"
+    assert (
+        "does not manage service account kube-system/clusterrole-aggregation-controller"
+        in (status["message"])
+    )
+    assert proxy.relay.accepted == before  # the apiserver was never asked
 
 
 async def test_client_credentials_and_impersonation_headers_are_dropped(
