@@ -17,7 +17,7 @@ planned with the grants' by :func:`plan`, and only for accounts kubegate owns in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,9 @@ DEFAULT_USER_PREFIX = "kubegate:"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
 Manifest = dict[str, Any]
+Manages = Callable[[str, str], bool]
+"""Whether ``(namespace, name)`` is a ServiceAccount in the agent's current desired set
+(:meth:`~kubegate.agent.reconcile.Reconciler.manages`)."""
 
 
 @dataclass(frozen=True, slots=True, order=True)

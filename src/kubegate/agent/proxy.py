@@ -29,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from kubegate.agent.connection import UpstreamBroken, UpstreamConnection, UpstreamUnavailable
+from kubegate.agent.desired import Manages
 from kubegate.agent.multiplex import CONNECT_TIMEOUT, SharedConnections
 from kubegate.agent.request_head import check_request_head
 from kubegate.agent.upstream import Upstream
@@ -62,9 +63,6 @@ SMALL_BODY = 64 * 1024
 # 256 KiB instead of 64 KiB).
 UPGRADED_READ = 256 * 1024
 _GONE = (StreamCancelled, TunnelClosed)  # the gateway's side of the stream is over
-
-Manages = Callable[[str, str], bool]
-"""Whether ``(namespace, name)`` is a ServiceAccount in the agent's current desired set."""
 
 
 def _manages_none(namespace: str, name: str) -> bool:

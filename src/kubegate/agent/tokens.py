@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -33,7 +32,13 @@ from lightkube.models.authentication_v1 import TokenRequestSpec
 from lightkube.resources.core_v1 import ServiceAccount, ServiceAccountToken
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
 
-from kubegate.agent.desired import RBAC_GROUP, SERVICE_ACCOUNT_KIND, Manifest, is_owned
+from kubegate.agent.desired import (
+    RBAC_GROUP,
+    SERVICE_ACCOUNT_KIND,
+    Manages,
+    Manifest,
+    is_owned,
+)
 from kubegate.agent.kube_errors import describe
 from kubegate.tunnel.control import TokenAnswer, TokenRequest
 
@@ -46,9 +51,6 @@ BREAK_GLASS_LABELS = {"app.kubernetes.io/part-of": "kubegate", BREAK_GLASS_LABEL
 BREAK_GLASS_ROLE = "cluster-admin"
 TOKEN_TIMEOUT = 10.0
 """How long one token request may take, API calls included (the server waits 15 s)."""
-
-Manages = Callable[[str, str], bool]
-"""Whether ``(namespace, name)`` is a ServiceAccount in the current desired set."""
 
 
 class TokenRefused(Exception):
