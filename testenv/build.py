@@ -7,6 +7,7 @@ component's ``build.log``, and a failure names the component, the command and th
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -245,7 +246,17 @@ def ensure_environment(cache: Path | None = None, report: Report = print) -> lis
     """Install missing system packages and build missing components: everything the tests use."""
     started = time.monotonic()
     ensure_system_packages(report)
-    results = build_all(cache, report)
+    cache = cache or c.default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    # One build at a time per cache: a second one would wipe the first's half-built
+    # component under it. The second waits, then finds everything cached.
+    with (cache / ".build.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            report("  another build of the test environment is running; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        results = build_all(cache, report)
     report(f"test environment ready in {time.monotonic() - started:.0f} s")
     return results
 
