@@ -211,6 +211,20 @@ class Settings(BaseSettings):
     proxy_max_streams: int = Field(
         default=20, ge=1, description="Open exec, attach and port-forward streams per identity."
     )
+    audit_retention_days: int | None = Field(
+        default=90,
+        ge=0,
+        le=36500,
+        description="Audit events older than this many days are deleted (in the background, "
+        "hourly); 0 or unset keeps them forever.",
+    )
+    audit_queue_max_events: int = Field(
+        default=50_000,
+        ge=1,
+        le=10_000_000,
+        description="Proxied-request audit events held in memory while the database is slow "
+        "or down; beyond this the oldest are dropped and counted.",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024, gt=0, description="Largest request body the API accepts."
     )

@@ -130,7 +130,9 @@ class Admission:
         )
         outcome.info = info
         if info.subresource in ("exec", "attach"):
-            outcome.extra["command"] = parse_qs(target.query).get("command", [])
+            query = parse_qs(target.query)
+            outcome.extra["command"] = query.get("command", [])
+            outcome.extra["container"] = query.get("container", [""])[0]
         if identity.scope is not None and not identity.scope.allows(info):
             asked = info
             if read_body is not None and is_self_review(info):

@@ -2,14 +2,20 @@
 
 Every proxied request (and every refusal) becomes an ``AuditEvent`` row with action
 ``kube.request``: identity, cluster, verb, resource, namespace, name, status, bytes and
-duration; exec and attach sessions also carry their command. Requests only append to a
-bounded in-memory queue; a background task hands what has gathered every
-:data:`FLUSH_INTERVAL` seconds to the :class:`~kubegate.gateway.store.AuditStore`, which the
-server writes in one Core statement off the event loop (the ORM's bulk insert on the loop
-was about 4 % of the gateway's main thread under load). If the database stays down longer
-than the queue lasts, the oldest events are dropped and the loss is logged with a count (the proxy
-keeps serving: refusing kubectl because the audit store is slow would turn an outage of the
-database into an outage of every cluster).
+duration, client address and user agent; exec and attach sessions also carry their command
+and container. Requests only append to a bounded in-memory queue; a background task hands
+what has gathered every :data:`FLUSH_INTERVAL` seconds to the
+:class:`~kubegate.gateway.store.AuditStore`, which the server writes in one Core statement off
+the event loop (the ORM's bulk insert on the loop was about 4 % of the gateway's main thread
+under load).
+
+If the database is down or slower than the traffic for longer than the queue lasts
+(``audit_queue_max_events``), the oldest events are dropped: the proxy keeps serving, since
+refusing kubectl because the audit store is slow would turn an outage of the database into
+an outage of every cluster. :attr:`AuditTrail.dropped_total` counts every event ever dropped
+(the ``kubegate_audit_dropped_events`` metric reads it); while writes fail, each round's
+warning says how many were dropped, and the first write that succeeds logs an error with the
+count lost since the previous one.
 """
 
 from __future__ import annotations
@@ -29,6 +35,14 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL = 1.0
 MAX_PENDING = 50_000
 MAX_BATCH = 5_000
+USER_AGENT_MAX = 256
+
+
+def _column(value: object, limit: int) -> str | None:
+    """A detail value as a column: None when absent or empty, clipped to ``limit``."""
+    if value is None or value == "":
+        return None
+    return str(value)[:limit]
 
 
 class AuditTrail:
@@ -38,7 +52,8 @@ class AuditTrail:
         self._store = store
         self._pending: deque[AuditRecord] = deque()
         self._max_pending = max_pending
-        self._dropped = 0
+        self._dropped = 0  # since the last log line
+        self._dropped_total = 0  # since start; never reset
 
     def add(
         self,
@@ -49,11 +64,17 @@ class AuditTrail:
         cluster_id: str | None,
         status: int,
         detail: dict[str, Any],
+        source: str | None = None,
+        user_agent: str | None = None,
     ) -> None:
-        """Queue one event (never blocks, never raises)."""
+        """Queue one event (never blocks, never raises).
+
+        ``detail``'s ``verb``, ``resource``, ``subresource`` and ``namespace`` also go to
+        their own columns; ``source`` is the client's address and ``user_agent`` its
+        ``User-Agent`` header (clipped to :data:`USER_AGENT_MAX`)."""
         if len(self._pending) >= self._max_pending:
             self._pending.popleft()
-            self._dropped += 1
+            self._count_drops(1)
         self._pending.append(
             AuditRecord(
                 org_id=org_id,
@@ -64,12 +85,27 @@ class AuditTrail:
                 status=status,
                 detail=detail,
                 created_at=dt.datetime.now(dt.UTC),
+                verb=_column(detail.get("verb"), 32),
+                subresource=_column(detail.get("subresource"), 64),
+                namespace=_column(detail.get("namespace"), 63),
+                source=_column(source, 64),
+                user_agent=_column(user_agent, USER_AGENT_MAX),
             )
         )
 
     @property
     def pending(self) -> int:
+        """Events queued and not yet written."""
         return len(self._pending)
+
+    @property
+    def dropped_total(self) -> int:
+        """Events dropped because the queue was full, since this trail was made (only grows)."""
+        return self._dropped_total
+
+    def _count_drops(self, count: int) -> None:
+        self._dropped += count
+        self._dropped_total += count
 
     async def flush(self) -> None:
         """Write everything queued so far (in batches)."""
@@ -82,8 +118,14 @@ class AuditTrail:
                 self._pending.extendleft(reversed(batch))
                 while len(self._pending) > self._max_pending:
                     self._pending.popleft()
-                    self._dropped += 1
-                log.warning("cannot write proxy audit events yet: %s", exc.message)
+                    self._count_drops(1)
+                log.warning(
+                    "cannot write proxy audit events yet (%d queued, %d dropped since the "
+                    "last write): %s",
+                    len(self._pending),
+                    self._dropped,
+                    exc.message,
+                )
                 return
         if self._dropped:
             log.error("dropped %d proxy audit events while the database was down", self._dropped)

@@ -96,13 +96,13 @@ class Forwarder:
                 return await self._refuse(conn, exc, outcome)
             # The apiserver's audit log gets kubectl's real address (headers.py dropped any
             # address the client claimed).
-            headers = [*admitted.headers, ("x-forwarded-for", conn.peer.rsplit(":", 1)[0])]
+            headers = [*admitted.headers, ("x-forwarded-for", _peer_address(conn.peer))]
             read = body[0] if body else None
             return await self._relay(conn, request, outcome, admitted, headers, read)
         finally:
             if admitted is not None:
                 self.admission.release(admitted)
-            self._audit(outcome)
+            self._audit(outcome, request, _peer_address(conn.peer))
             self.metrics.finished(
                 outcome,
                 self._clock() - outcome.started,
@@ -363,7 +363,7 @@ class Forwarder:
 
     # -- audit ---------------------------------------------------------------------------
 
-    def _audit(self, outcome: Outcome) -> None:
+    def _audit(self, outcome: Outcome, request: Request, source: str) -> None:
         info = outcome.info
         identity = outcome.identity
         detail: dict[str, Any] = {
@@ -385,6 +385,8 @@ class Forwarder:
             )
         if identity is not None and identity.access_key_id:
             detail["access_key_id"] = identity.access_key_id
+        if identity is not None and identity.service_account_id:
+            detail["service_account_id"] = identity.service_account_id
         self.audit.add(
             org_id=identity.org_id if identity else None,
             user_id=identity.user_id if identity else None,
@@ -392,6 +394,8 @@ class Forwarder:
             cluster_id=outcome.cluster_id,
             status=outcome.status,
             detail=detail,
+            source=source,
+            user_agent=_user_agent(request),
         )
 
 
@@ -421,6 +425,18 @@ async def _read_small_body(conn: ClientConnection, request: Request, outcome: Ou
             )
         chunks.append(event.data)
     return b"".join(chunks)
+
+
+def _peer_address(peer: str) -> str:
+    """The client's address without its port (``host:port``, IPv6 hosts included)."""
+    return peer.rsplit(":", 1)[0]
+
+
+def _user_agent(request: Request) -> str | None:
+    for name, value in request.headers:
+        if name == b"user-agent":
+            return value.decode("ascii", "replace")
+    return None
 
 
 def _has_body(request: Request) -> bool:

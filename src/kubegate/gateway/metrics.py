@@ -154,7 +154,7 @@ class _GatewayState(Collector):
             reconnects,
         )
         pending = self.audit.pending if self.audit is not None else 0
-        dropped = int(getattr(self.audit, "dropped_total", 0)) if self.audit is not None else 0
+        dropped = self.audit.dropped_total if self.audit is not None else 0
         yield _gauge(
             "kubegate_audit_queue_events",
             "Proxy audit events queued in memory, not yet written to the database.",

@@ -63,7 +63,10 @@ class ClusterView:
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One proxied request (or refusal) for the audit log."""
+    """One proxied request (or refusal) for the audit log.
+
+    The request's RequestInfo, client address and user agent have columns of their own (the
+    audit log filters on them); everything else is in ``detail``."""
 
     org_id: str | None
     user_id: str | None
@@ -73,6 +76,11 @@ class AuditRecord:
     status: int
     detail: dict[str, Any]
     created_at: dt.datetime
+    verb: str | None = None
+    subresource: str | None = None
+    namespace: str | None = None
+    source: str | None = None
+    user_agent: str | None = None
 
 
 class AccessStore(Protocol):

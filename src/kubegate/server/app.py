@@ -20,6 +20,7 @@ from kubegate.gateway.listener import ProxyServer, proxy_tls_context
 from kubegate.gateway.registry import TunnelRegistry
 from kubegate.gateway.store import GatewayStore
 from kubegate.server import handlers
+from kubegate.server.audit_retention import AuditRetention
 from kubegate.server.bootstrap import Announce, bootstrap
 from kubegate.server.credentials import CredentialLookup
 from kubegate.server.gateway_store import SqlGatewayStore
@@ -76,7 +77,7 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
             authority = Authority(store)
             stack.push_async_callback(authority.close)
             tunnels.on_access_changed(authority.cluster_changed)
-            audit = AuditTrail(store)
+            audit = AuditTrail(store, max_pending=settings.audit_queue_max_events)
             server_metrics.gateway.watch(tunnels=tunnels, audit=audit)
             forwarder = Forwarder(
                 settings=settings,
@@ -118,6 +119,10 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
             app.state.kubegate = state
             audit_task = asyncio.create_task(audit.run(), name="proxy audit")
             stack.push_async_callback(_stop, audit_task)  # it writes what is left first
+            if settings.audit_retention_days:
+                retention = AuditRetention(trips, settings.audit_retention_days)
+                retention_task = asyncio.create_task(retention.run(), name="audit retention")
+                stack.push_async_callback(_stop, retention_task)
             stack.push_async_callback(tunnels.close_all, "the server is shutting down")
             await proxy.start()
             stack.push_async_callback(proxy.close)

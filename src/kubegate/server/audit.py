@@ -39,6 +39,7 @@ def audit_row(
     """
     if cluster_id is not None and not is_id(cluster_id):
         cluster_id = None
+    now = utcnow()
     return {
         "id": new_id(),
         "org_id": principal.actor.org_id if principal else org_id,
@@ -50,7 +51,17 @@ def audit_row(
         "cluster_id": cluster_id,
         "result": result,
         "detail": detail or {},
-        "created_at": utcnow(),
+        "created_at": now,
+        "recorded_at": now,
+        # The request columns are for proxied requests (gateway_store.write_audit); an admin
+        # action's outcome is ``result``.
+        "verb": None,
+        "resource": None,
+        "subresource": None,
+        "namespace": None,
+        "status_code": None,
+        "source": None,
+        "user_agent": None,
     }
 
 

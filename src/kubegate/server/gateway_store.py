@@ -29,6 +29,7 @@ from kubegate.storage.models import (
     ServiceAccount,
     User,
     new_id,
+    utcnow,
 )
 from kubegate.tunnel.control import Desired, GrantResult, ServiceAccountResult
 
@@ -147,6 +148,13 @@ class SqlGatewayStore:
                 "result": "success" if r.status < 400 else "failure",
                 "detail": {**r.detail, "status": r.status},
                 "created_at": r.created_at,
+                "verb": r.verb,
+                "resource": r.resource[:128] or None,
+                "subresource": r.subresource,
+                "namespace": r.namespace,
+                "status_code": r.status,
+                "source": r.source,
+                "user_agent": r.user_agent,
             }
             for r in records
         ]
@@ -184,7 +192,10 @@ class SqlGatewayStore:
 
 
 def _insert_audit(connection: Connection, rows: list[dict[str, Any]]) -> None:
-    connection.execute(insert(AuditEvent), rows)
+    # Stamped at the insert, not when the batch was made: a follower reads in recorded_at
+    # order and trusts every row stamped before its horizon to be committed (audit_query.py).
+    recorded_at = utcnow()
+    connection.execute(insert(AuditEvent), [{**row, "recorded_at": recorded_at} for row in rows])
     connection.commit()
 
 

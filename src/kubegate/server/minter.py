@@ -378,4 +378,6 @@ def _write(conn: Connection, decided: list[_Decided]) -> None:
     tokens = [one.token for one in decided if one.token is not None]
     if tokens:
         conn.execute(insert(KubeToken), tokens)
-    conn.execute(insert(AuditEvent), [one.audit for one in decided])
+    # recorded_at at the write, not when the mint was decided (server/audit_query.py).
+    recorded_at = utcnow()
+    conn.execute(insert(AuditEvent), [{**one.audit, "recorded_at": recorded_at} for one in decided])

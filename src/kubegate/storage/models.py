@@ -336,12 +336,14 @@ class AuditEvent(Base):
     Every column ``GET /api/v1/audit`` filters on has an ``(org_id, column, created_at)``
     index, so a filtered newest-first page is an index range scan (migration 0006_audit).
     The request columns (``verb`` .. ``user_agent``) are NULL for admin actions.
+    ``recorded_at`` is when the row was written, which ``--follow`` pages by.
     """
 
     __tablename__ = "audit_events"
     __table_args__ = (
         Index("ix_audit_events_org_time", "org_id", "created_at"),
         Index("ix_audit_events_created_at", "created_at"),
+        Index("ix_audit_events_org_recorded", "org_id", "recorded_at", "id"),
         *(
             Index(f"ix_audit_events_org_{name}", "org_id", column, "created_at")
             for name, column in _AUDIT_FILTERED
@@ -366,3 +368,6 @@ class AuditEvent(Base):
     status_code: Mapped[int | None] = mapped_column(Integer, default=None)
     source: Mapped[str | None] = mapped_column(String(64), default=None)
     user_agent: Mapped[str | None] = mapped_column(String(256), default=None)
+    # When the row was written (a proxied request's lands up to a flush after created_at):
+    # what --follow reads in order.
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -129,3 +129,40 @@ async def test_a_long_outage_drops_the_oldest_events_and_says_how_many(
         await trail.flush()
     assert [int(e.detail["index"]) for e in rows(db)] == [2, 3, 4]
     assert "dropped 2 proxy audit events while the database was down" in caplog.messages
+
+
+async def test_the_request_facts_get_their_own_columns_and_the_write_is_stamped(
+    db: Engine, store: SqlGatewayStore
+) -> None:
+    trail = AuditTrail(store)
+    trail.add(
+        org_id=None,
+        user_id=None,
+        email="ada@example.com",
+        cluster_id=None,
+        status=101,
+        detail={
+            "verb": "create",
+            "resource": "pods",
+            "subresource": "exec",
+            "namespace": "dev",
+            "command": ["sh", "-c", "id"],
+            "container": "app",
+            "index": 0,
+        },
+        source="10.1.2.3",
+        user_agent="kubectl/v1.37.0 " + "x" * 400,
+    )
+    await trail.flush()
+    [event] = rows(db)
+    assert (event.verb, event.resource, event.subresource, event.namespace) == (
+        "create",
+        "pods",
+        "exec",
+        "dev",
+    )
+    assert event.status_code == 101 and event.source == "10.1.2.3"
+    assert event.user_agent is not None and len(event.user_agent) == 256
+    assert event.user_agent.startswith("kubectl/v1.37.0 ")
+    assert event.detail["command"] == ["sh", "-c", "id"] and event.detail["container"] == "app"
+    assert event.recorded_at >= event.created_at

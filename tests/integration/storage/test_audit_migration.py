@@ -1,4 +1,5 @@
-"""Migration 0006_audit copies old proxied events' request facts out of ``detail``."""
+"""Migration 0006_audit copies old proxied events' request facts out of ``detail`` and
+stamps old rows as recorded when they happened."""
 
 from __future__ import annotations
 
@@ -47,6 +48,10 @@ async def test_0006_backfills_request_columns_of_old_proxied_events(engine: Asyn
             ("e1", "delete", "pods", None, "team-a", 403),
             ("e2", None, None, None, None, None),
         ]
+        stamps = await conn.execute(
+            text("SELECT count(*) FROM audit_events WHERE recorded_at = created_at")
+        )
+        assert stamps.scalar() == 2  # old rows count as recorded when they happened
     await downgrade(engine, "0005")
     async with engine.connect() as conn:
         count = await conn.scalar(text("SELECT count(*) FROM audit_events"))

@@ -6,7 +6,11 @@ Proxied requests kept their verb, resource, namespace and status only inside ``d
 - ``verb``, ``resource``, ``subresource``, ``namespace``: the request's RequestInfo;
 - ``status_code``: the HTTP status kubectl got (NULL for admin actions, whose outcome is
   ``result``);
-- ``source``: the client's address; ``user_agent``: its ``User-Agent``, clipped.
+- ``source``: the client's address; ``user_agent``: its ``User-Agent``, clipped;
+- ``recorded_at``: when the row was written. A proxied request's ``created_at`` is when it
+  happened, but the row lands up to a flush later (much later after a database outage), so
+  ``kubegate audit --follow`` reads in ``recorded_at`` order to miss none (existing rows get
+  their ``created_at``).
 
 Each filter has an ``(org_id, <column>, created_at)`` index, so a filtered, newest-first page
 is an index range scan; ``created_at`` alone serves the retention sweep. Existing proxied
@@ -48,6 +52,15 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("status_code", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("source", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("user_agent", sa.String(length=256), nullable=True))
+        batch_op.add_column(sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=True))
+    op.execute(sa.text("UPDATE audit_events SET recorded_at = created_at"))
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.alter_column(
+            "recorded_at", existing_type=sa.DateTime(timezone=True), nullable=False
+        )
+        batch_op.create_index(
+            "ix_audit_events_org_recorded", ["org_id", "recorded_at", "id"], unique=False
+        )
         batch_op.create_index("ix_audit_events_created_at", ["created_at"], unique=False)
         for name, column in _FILTERED:
             batch_op.create_index(
@@ -87,6 +100,8 @@ def downgrade() -> None:
         for name, _column in reversed(_FILTERED):
             batch_op.drop_index(f"ix_audit_events_org_{name}")
         batch_op.drop_index("ix_audit_events_created_at")
+        batch_op.drop_index("ix_audit_events_org_recorded")
+        batch_op.drop_column("recorded_at")
         batch_op.drop_column("user_agent")
         batch_op.drop_column("source")
         batch_op.drop_column("status_code")
