@@ -1,7 +1,7 @@
 """The ``kubegate`` command line: the Typer app and its command groups.
 
 One module per command group (``login.py``, ``clusters.py``, ``access.py``,
-``access_keys.py``, ``kubeconfig_cmd.py``, ``doctor.py``, ``run.py``), sharing an
+``access_keys.py``, ``audit.py``, ``kubeconfig_cmd.py``, ``doctor.py``, ``run.py``), sharing an
 :class:`Application` for output and logins. :func:`main` is where every expected failure
 becomes one line on stderr and a non-zero exit: no traceback reaches a user
 (``KUBEGATE_DEBUG=1`` shows one).
@@ -18,6 +18,7 @@ from kubegate import __version__
 from kubegate.cli import (
     access,
     access_keys,
+    audit,
     clusters,
     doctor,
     kubeconfig_cmd,
@@ -103,6 +104,11 @@ kubeconfig_app.command("add")(kubeconfig_cmd.add)
 kubeconfig_app.command("remove")(kubeconfig_cmd.remove)
 kubeconfig_app.command("list")(kubeconfig_cmd.list_contexts)
 cluster_app.add_typer(kubeconfig_app)
+
+audit_app = typer.Typer(name="audit", invoke_without_command=True)  # help: audit_log's
+audit_app.callback()(audit.audit_log)
+audit_app.command("export")(audit.audit_export)
+app.add_typer(audit_app)
 
 key_app = _group(
     "access-key", "Access keys for automation, within your access: create, list, delete."

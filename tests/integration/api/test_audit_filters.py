@@ -10,99 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
 from kubegate.server.routers.audit_log import PARAMETERS
-from kubegate.storage.models import AuditEvent, new_id
 from tests.fixtures.access import org_id_of
 from tests.fixtures.api import Api
+from tests.fixtures.audit import ACTORS, CLUSTERS, Seeded, seed
 from tests.fixtures.gateway import wait_for
 
 EPOCH = "1970-01-01T00:00:00Z"
 PROXIED = "kube.request"
-CLUSTERS = ("c" * 32, "d" * 32)
-ACTORS = (("ada@example.com", "a" * 32), ("bob@example.com", "b" * 32))
-VERBS = ("get", "list", "delete", "create", "watch")
-RESOURCES = (("pods", None), ("pods", "exec"), ("configmaps", None), ("secrets", None))
-NAMESPACES = ("dev", "prod", None)
-STATUSES = (200, 201, 403, 404, 500, 503)
-
-
-@dataclass(frozen=True)
-class Seeded:
-    """One inserted event, as the predicates see it."""
-
-    id: str
-    email: str
-    user_id: str
-    cluster_id: str
-    verb: str
-    resource: str
-    subresource: str | None
-    namespace: str | None
-    status: int
-    created_at: dt.datetime
-    recorded_at: dt.datetime
-
-
-def seed(
-    db: Engine, org_id: str, count: int = 60, *, recorded: dt.datetime | None = None
-) -> list[Seeded]:
-    """``count`` proxied requests a day ago, three per instant; every seventh recorded hours
-    late (all of them at ``recorded``, when given)."""
-    base = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1)
-    seeded = []
-    for n in range(count):
-        email, user_id = ACTORS[n % 2]
-        resource, subresource = RESOURCES[n % 4]
-        created = base + dt.timedelta(seconds=10 * (n // 3))
-        late = dt.timedelta(hours=5) if n % 7 == 0 else dt.timedelta(milliseconds=300)
-        seeded.append(
-            Seeded(
-                id=new_id(),
-                email=email,
-                user_id=user_id,
-                cluster_id=CLUSTERS[(n // 2) % 2],
-                verb=VERBS[n % 5],
-                resource=resource,
-                subresource=subresource,
-                namespace=NAMESPACES[n % 3],
-                status=STATUSES[n % 6],
-                created_at=created,
-                recorded_at=recorded or created + late,
-            )
-        )
-    rows = [
-        {
-            "id": s.id,
-            "org_id": org_id,
-            "actor_user_id": s.user_id,
-            "actor_email": s.email,
-            "action": "kube.request",
-            "target_type": "kube",
-            "target_id": s.resource,
-            "cluster_id": s.cluster_id,
-            "result": "success" if s.status < 400 else "failure",
-            "detail": {"verb": s.verb, "resource": s.resource, "status": s.status},
-            "created_at": s.created_at,
-            "recorded_at": s.recorded_at,
-            "verb": s.verb,
-            "resource": s.resource,
-            "subresource": s.subresource,
-            "namespace": s.namespace,
-            "status_code": s.status,
-            "source": "10.0.0.7",
-            "user_agent": "kubectl/v1.37.0",
-        }
-        for s in seeded
-    ]
-    with db.begin() as conn:
-        conn.execute(insert(AuditEvent), rows)
-    return seeded
 
 
 @pytest.fixture
