@@ -29,6 +29,7 @@ import httpx
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 from lightkube.models.authentication_v1 import TokenRequestSpec
+from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ServiceAccount, ServiceAccountToken
 from lightkube.resources.rbac_authorization_v1 import ClusterRoleBinding
 
@@ -216,7 +217,9 @@ class TokenMinter:
     async def _mint(self, request: TokenRequest) -> tuple[str, str]:
         answer = await self._client.create(
             ServiceAccountToken(
-                spec=TokenRequestSpec(audiences=[], expirationSeconds=request.expiration_seconds)
+                # lightkube needs the metadata to build the subresource's path.
+                metadata=ObjectMeta(name=request.name, namespace=request.namespace),
+                spec=TokenRequestSpec(audiences=[], expirationSeconds=request.expiration_seconds),
             ),
             request.name,
             namespace=request.namespace,
