@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lightkube import Client
@@ -194,6 +195,47 @@ def test_exec_is_forbidden_for_a_viewer(
     )
     assert result.returncode != 0
     assert "forbidden" in result.stderr.lower(), result.stderr
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_exec_is_in_the_audit_log_with_its_command_and_container(
+    gateway: Deployment,
+    kubectl: Kubectl,
+    editor: KubeUser,
+    namespace: str,
+    make_pod: MakePod,
+    transport: str,
+) -> None:
+    make_pod("web")
+    marker = uuid.uuid4().hex
+    result = kubectl.run(
+        *("exec", "-n", namespace, "web", "-c", "app", "--", "echo", marker),
+        kubeconfig=editor.kubeconfig,
+        env=exec_env(transport),
+    )
+    assert marker in ok(result)
+    # kubectl's WebSocket exec is a GET, its SPDY exec a POST; both are the verb create, as
+    # the apiserver authorizes them.
+    query = {
+        "resource": "pods/exec",
+        "verb": "create",
+        "namespace": namespace,
+        "actor": editor.email,
+        "cluster_id": gateway.cluster_id,
+    }
+
+    def recorded() -> list[dict[str, Any]]:
+        with gateway.api() as client:
+            response = client.get("/api/v1/audit", params=query)
+        assert response.status_code == 200, response.text
+        return [e for e in response.json()["items"] if marker in e["detail"].get("command", [])]
+
+    [event] = wait_for(recorded, timeout=20, what="the exec's audit event")
+    assert event["detail"]["command"] == ["echo", marker]
+    assert event["detail"]["container"] == "app" and event["detail"]["name"] == "web"
+    assert event["status_code"] == 101 and event["result"] == "success"
+    assert event["user_agent"].startswith("kubectl") and event["source"] == "127.0.0.1"
+    assert event["detail"]["bytes_out"] > len(marker)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
