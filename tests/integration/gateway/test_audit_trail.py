@@ -166,3 +166,13 @@ async def test_the_request_facts_get_their_own_columns_and_the_write_is_stamped(
     assert event.user_agent.startswith("kubectl/v1.37.0 ")
     assert event.detail["command"] == ["sh", "-c", "id"] and event.detail["container"] == "app"
     assert event.recorded_at >= event.created_at
+
+
+async def test_a_batch_is_recorded_in_the_order_its_events_happened(
+    db: Engine, store: SqlGatewayStore
+) -> None:
+    trail = AuditTrail(store)
+    add(trail, 50)
+    await trail.flush()
+    written = sorted(rows(db), key=lambda e: (e.recorded_at, e.id))
+    assert [int(e.detail["index"]) for e in written] == list(range(50))
