@@ -19,6 +19,7 @@ from kubegate.cli import (
     access,
     access_keys,
     audit,
+    audit_export,
     clusters,
     doctor,
     kubeconfig_cmd,
@@ -107,7 +108,7 @@ cluster_app.add_typer(kubeconfig_app)
 
 audit_app = typer.Typer(name="audit", invoke_without_command=True)  # help: audit_log's
 audit_app.callback()(audit.audit_log)
-audit_app.command("export")(audit.audit_export)
+audit_app.command("export")(audit_export.audit_export)
 app.add_typer(audit_app)
 
 key_app = _group(

@@ -1,12 +1,10 @@
-"""``kubegate audit [--follow]`` and ``kubegate audit export``: the audit log (admins).
+"""``kubegate audit [--follow]``: the audit log (admins); ``audit_export.py`` exports it.
 
 ``kubegate audit`` prints the latest matching events as lines, oldest first (a log reads
 downwards), and with ``--follow`` keeps printing new ones as they are recorded, polling the
 API's ``after`` cursor (``server/audit_query.py`` says why that order misses nothing, events
 written late after a database outage included). ``-o json`` prints a JSON array, or with
-``--follow`` one JSON object per line. ``export`` writes every matching event as JSON lines
-in recorded order, to stdout or a new file (``--append`` adds to one), and ends by saying how
-to continue from where it stopped (``--after``): a SIEM's shipper can run it on a timer.
+``--follow`` one JSON object per line.
 
 The filters are the API's (``--user`` is its ``actor``); ``--cluster`` takes a name or, for a
 deleted cluster, its id; ``--since``/``--until`` take an RFC 3339 time or a duration back
@@ -17,14 +15,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -366,97 +360,3 @@ def _follow(
                 raise
             app.output.note(f"{exc.message}; retrying in {POLL_SECONDS:.0f} s")
         time.sleep(POLL_SECONDS)
-
-
-def audit_export(
-    ctx: typer.Context,
-    output: Annotated[
-        str,
-        typer.Option(
-            "--output",
-            "-o",
-            help="A new file to write (mode 0600), or - for stdout.",
-        ),
-    ] = "-",
-    append: Annotated[
-        bool, typer.Option("--append", help="Add to the file if it exists (with --after).")
-    ] = False,
-    after: Annotated[
-        str | None,
-        typer.Option(
-            "--after",
-            help="Continue where an earlier export ended (the cursor it printed).",
-            show_default=False,
-        ),
-    ] = None,
-    user: UserFilter = None,
-    cluster: ClusterFilter = None,
-    verb: VerbFilter = None,
-    resource: ResourceFilter = None,
-    namespace: NamespaceFilter = None,
-    status: StatusFilter = None,
-    since: SinceFilter = None,
-    until: UntilFilter = None,
-    action: ActionFilter = None,
-) -> None:
-    """Export matching audit events as JSON lines, in the order they were recorded (admins).
-
-    One event per line, every field the API gives, for a SIEM or an archive. It pages through
-    everything recorded until a few seconds ago, then says on stderr how to continue later
-    with `--after` (nothing is skipped or repeated between runs). A file gets a progress
-    count on stderr while it is written.
-
-    Examples:
-
-    ```
-    kubegate audit export --output audit.jsonl
-    kubegate audit export --since 7d --action kube.request | vector --config siem.toml
-    kubegate audit export --output audit.jsonl --append --after CURSOR
-    ```
-    """
-    app = application(ctx)
-    login = app.login()
-    filters = Filters(user, cluster, verb, resource, namespace, status, since, until, action)
-    with app.api(login) as api:
-        params = filters.params(app, api, login)
-        start = after or params.get("since") or EPOCH
-        with _destination(app, output, append) as (sink, progress):
-            pages = RecordedPages(api, params, start)
-            count = 0
-            more = True
-            while more:
-                events, more = pages.next()
-                for event in events:
-                    sink.write(json.dumps(event, separators=(",", ":")) + "\n")
-                sink.flush()
-                count += len(events)
-                progress(count)
-    where = "stdout" if output == "-" else output
-    again = "kubegate audit export" + ("" if output == "-" else f" --output {output} --append")
-    app.output.note(
-        f"Exported {count} events to {where}. Continue from here later with: {again} "
-        f"--after {pages.after} (and the same filters)"
-    )
-
-
-@contextmanager
-def _destination(app: Application, output: str, append: bool) -> Iterator[tuple[IO[str], Any]]:
-    """stdout, or the file (created 0600; an existing one only with ``--append``), and a
-    callback that shows the running count on stderr (files on a terminal only)."""
-    if output == "-":
-        yield typer.get_text_stream("stdout"), lambda count: None
-        return
-    path = Path(output)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_EXCL)
-    try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        app.output.fail(f"{output} exists; pass --append to add to it, or name a new file")
-    except OSError as exc:
-        app.output.fail(f"cannot write {output}: {exc.strerror}")
-    with os.fdopen(fd, "w", encoding="utf-8") as sink:
-        if not app.output.err.is_terminal:
-            yield sink, lambda count: None
-            return
-        with app.output.err.status(f"Exporting to {output}...") as status:
-            yield sink, lambda count: status.update(f"Exporting to {output}: {count} events")

@@ -175,3 +175,28 @@ def test_export_to_stdout_takes_the_filters(cli: Cli, api: Api, db: Engine) -> N
     }
     assert all(e["resource"] == "pods" and e["status_code"] >= 500 for e in exported)
     assert exported and len(exported) == len({e["id"] for e in exported})
+
+
+def test_a_cursor_file_makes_each_run_export_only_what_is_new(
+    cli: Cli, api: Api, db: Engine, tmp_path: Path
+) -> None:
+    org_id = org_id_of(api)
+    first = seed(db, org_id, count=5)
+    admin(cli, api)
+    cursor = tmp_path / "audit.cursor"
+    args = ("audit", "export", "--cursor-file", str(cursor), "--action", "kube.request")
+    assert {json.loads(line)["id"] for line in cli.ok(*args).splitlines()} == {s.id for s in first}
+    assert cursor.read_text().strip()
+    assert cli.ok(*args) == ""  # nothing new
+
+    newer = seed(db, org_id, count=2, recorded=dt.datetime.now(dt.UTC))
+
+    def exported() -> list[str] | None:
+        out = cli.ok(*args)
+        return [json.loads(line)["id"] for line in out.splitlines()] or None
+
+    # The new events are exported by the first run after they settle, and only by that one.
+    assert sorted(wait_for(exported, timeout=30, what="the new events")) == sorted(
+        s.id for s in newer
+    )
+    assert cli.ok(*args) == ""
