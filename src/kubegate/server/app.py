@@ -28,6 +28,7 @@ from kubegate.server.key_lookup import AccessKeyLookup
 from kubegate.server.metrics import ServerMetrics
 from kubegate.server.middleware import AccessLog, BodyLimit
 from kubegate.server.minter import Minter, MintLimiter
+from kubegate.server.portal_render import STATIC_PATH, PortalStatic, PortalTemplates
 from kubegate.server.routers import (
     access_keys,
     agent,
@@ -41,6 +42,7 @@ from kubegate.server.routers import (
     metrics,
     oidc,
     portal,
+    portal_pages,
     service_accounts,
     users,
 )
@@ -161,6 +163,8 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.include_router(grants.router)
     app.include_router(portal.router)
     app.include_router(oidc.router)
+    app.include_router(portal_pages.pages_router(PortalTemplates()))
+    app.mount(STATIC_PATH, PortalStatic(), name="portal-static")
     app.include_router(agent.router)
     return app
 
