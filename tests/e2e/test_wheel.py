@@ -37,6 +37,11 @@ def test_wheel_ships_kubegate_without_the_test_environment_or_the_demo(tmp_path:
     }, names
     assert "kubegate/cli/app.py" in names
     assert "kubegate/server/app.py" in names
+    # The portal's pages and assets ship in the wheel: nothing is built at install time.
+    assert "kubegate/server/templates/portal/base.html" in names
+    assert "kubegate/server/static/portal.css" in names
+    assert "kubegate/server/static/htmx.min.js" in names
+    assert "kubegate/server/static/htmx.LICENSE.txt" in names
     assert [name for name in names if "testenv" in name or "demo" in name] == []
 
 
