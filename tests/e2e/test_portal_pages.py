@@ -12,9 +12,7 @@ output (and into ``$KUBEGATE_PORTAL_SCREENSHOTS`` when set: ``docs/portal/``).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import suppress
@@ -22,13 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from lightkube import Client
 from playwright._impl._errors import TargetClosedError
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Response, expect
 
 from testenv.controlplane import Credentials
 from tests.fixtures.gateway import Deployment, running_deployment
+from tests.fixtures.portal_browser import assert_accessible, save_screenshot
 
 pytestmark = pytest.mark.e2e
 
@@ -109,27 +107,6 @@ def watched(context: BrowserContext) -> Watched:
     page.on("console", on_console)
     page.on("pageerror", lambda error: errors.append(str(error)))
     return Watched(page, errors)
-
-
-def save_screenshot(page: Page, directory: Path, name: str) -> None:
-    """``name``.png of the whole page under ``directory`` (and the docs', when asked)."""
-    path = directory / f"{name}.png"
-    page.screenshot(path=path, full_page=True)
-    docs = os.environ.get("KUBEGATE_PORTAL_SCREENSHOTS")
-    if docs:
-        Path(docs).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, Path(docs) / path.name)
-
-
-def assert_accessible(page: Page) -> None:
-    """axe-core finds no serious or critical violation on the page as it is now."""
-    results = Axe().run(page)
-    bad = [
-        f"{violation['id']} ({violation['impact']}): {violation['help']}"
-        for violation in results.response["violations"]
-        if violation["impact"] in ("serious", "critical")
-    ]
-    assert bad == [], bad
 
 
 def assert_page_headers(response: Response | None) -> None:
