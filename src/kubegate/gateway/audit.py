@@ -25,10 +25,13 @@ import contextlib
 import datetime as dt
 import logging
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubegate.errors import KubegateError
 from kubegate.gateway.store import AuditRecord, AuditStore
+
+if TYPE_CHECKING:
+    from kubegate.gateway.admission import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,47 @@ class AuditTrail:
             )
         )
 
+    def add_request(
+        self, outcome: Outcome, *, source: str, user_agent: str | None, duration: float
+    ) -> None:
+        """Queue the event of one proxied request (or refusal) as the forwarder ends it:
+        who (with the access key or service account), the RequestInfo, bytes each way and
+        ``duration`` in seconds, plus what admission noted (an exec's command and container).
+        """
+        info = outcome.info
+        identity = outcome.identity
+        detail: dict[str, Any] = {
+            "method": outcome.method,
+            "path": outcome.path[:512],
+            "bytes_in": outcome.bytes_in,
+            "bytes_out": outcome.bytes_out,
+            "duration_ms": round(duration * 1000, 3),
+            **outcome.extra,
+        }
+        if info is not None:
+            detail.update(
+                verb=info.verb,
+                resource=info.resource,
+                subresource=info.subresource,
+                namespace=info.namespace,
+                name=info.name,
+                api_group=info.api_group,
+            )
+        if identity is not None and identity.access_key_id:
+            detail["access_key_id"] = identity.access_key_id
+        if identity is not None and identity.service_account_id:
+            detail["service_account_id"] = identity.service_account_id
+        self.add(
+            org_id=identity.org_id if identity else None,
+            user_id=identity.user_id if identity else None,
+            email=identity.email if identity else "",
+            cluster_id=outcome.cluster_id,
+            status=outcome.status,
+            detail=detail,
+            source=source,
+            user_agent=user_agent,
+        )
+
     @property
     def pending(self) -> int:
         """Events queued and not yet written."""
@@ -140,3 +184,11 @@ class AuditTrail:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.flush())
+
+
+def user_agent_of(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """A request's ``User-Agent``, for its audit event."""
+    for name, value in headers:
+        if name == b"user-agent":
+            return value.decode("ascii", "replace")
+    return None

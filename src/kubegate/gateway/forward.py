@@ -19,11 +19,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kubegate.errors import BadGateway, InvalidRequest, KubegateError, PayloadTooLarge, Unavailable
 from kubegate.gateway.admission import Admission, Admitted, Outcome
-from kubegate.gateway.audit import AuditTrail
+from kubegate.gateway.audit import AuditTrail, user_agent_of
 from kubegate.gateway.authority import Authority, Cancel
 from kubegate.gateway.http1 import (
     Data,
@@ -102,7 +102,12 @@ class Forwarder:
         finally:
             if admitted is not None:
                 self.admission.release(admitted)
-            self._audit(outcome, request, _peer_address(conn.peer))
+            self.audit.add_request(
+                outcome,
+                source=_peer_address(conn.peer),
+                user_agent=user_agent_of(request.headers),
+                duration=self._clock() - outcome.started,
+            )
             self.metrics.finished(
                 outcome,
                 self._clock() - outcome.started,
@@ -361,43 +366,6 @@ class Forwarder:
                 await stream.send(data)
             await stream.end()
 
-    # -- audit ---------------------------------------------------------------------------
-
-    def _audit(self, outcome: Outcome, request: Request, source: str) -> None:
-        info = outcome.info
-        identity = outcome.identity
-        detail: dict[str, Any] = {
-            "method": outcome.method,
-            "path": outcome.path[:512],
-            "bytes_in": outcome.bytes_in,
-            "bytes_out": outcome.bytes_out,
-            "duration_ms": round((self._clock() - outcome.started) * 1000, 3),
-            **outcome.extra,
-        }
-        if info is not None:
-            detail.update(
-                verb=info.verb,
-                resource=info.resource,
-                subresource=info.subresource,
-                namespace=info.namespace,
-                name=info.name,
-                api_group=info.api_group,
-            )
-        if identity is not None and identity.access_key_id:
-            detail["access_key_id"] = identity.access_key_id
-        if identity is not None and identity.service_account_id:
-            detail["service_account_id"] = identity.service_account_id
-        self.audit.add(
-            org_id=identity.org_id if identity else None,
-            user_id=identity.user_id if identity else None,
-            email=identity.email if identity else "",
-            cluster_id=outcome.cluster_id,
-            status=outcome.status,
-            detail=detail,
-            source=source,
-            user_agent=_user_agent(request),
-        )
-
 
 async def _read_small_body(conn: ClientConnection, request: Request, outcome: Outcome) -> bytes:
     """The whole body of a request admission must read (an access review), at most
@@ -430,13 +398,6 @@ async def _read_small_body(conn: ClientConnection, request: Request, outcome: Ou
 def _peer_address(peer: str) -> str:
     """The client's address without its port (``host:port``, IPv6 hosts included)."""
     return peer.rsplit(":", 1)[0]
-
-
-def _user_agent(request: Request) -> str | None:
-    for name, value in request.headers:
-        if name == b"user-agent":
-            return value.decode("ascii", "replace")
-    return None
 
 
 def _has_body(request: Request) -> bool:
