@@ -25,6 +25,7 @@ from playwright._impl._errors import TargetClosedError
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Response, expect
 
 from testenv.controlplane import Credentials
+from testenv.gateway import GatewayServer
 from tests.fixtures.gateway import Deployment, running_deployment
 from tests.fixtures.portal_browser import assert_accessible, save_screenshot
 
@@ -291,3 +292,32 @@ def test_clusters_page_fits_a_375_pixel_screen(
     finally:
         with suppress(TargetClosedError):
             context.close()
+
+
+def test_idle_session_timeout_returns_an_open_page_to_sign_in(
+    browser: Browser, tmp_path: Path, screenshots: Path
+) -> None:
+    # A server of its own (no cluster: the admin's empty state) whose sessions end after
+    # 4 s unused; the page's own refreshes are no use, so the open page is sent away.
+    server = GatewayServer(tmp_path / "idle", extra_env={"KUBEGATE_SESSION_IDLE_SECONDS": "4"})
+    server.start()
+    context = browser.new_context(ignore_https_errors=True)
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/")
+        page.get_by_label("Email").fill(server.admin_email)
+        page.get_by_label("Password").fill(server.admin_password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{server.url}/portal/clusters")
+        expect(page.get_by_role("heading", name="No clusters yet")).to_be_visible()
+        expect(page.locator(".kg-empty")).to_contain_text("POST /api/v1/clusters")
+        save_screenshot(page, screenshots, "clusters-empty-admin")
+        assert_accessible(page)
+
+        page.wait_for_url(f"{server.url}/portal/sign-in?**", timeout=20_000)
+        expect(page.get_by_role("status")).to_contain_text("Your session has ended")
+        assert session_cookie(context) is None
+    finally:
+        with suppress(TargetClosedError):
+            context.close()
+        server.stop()

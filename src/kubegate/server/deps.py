@@ -67,10 +67,12 @@ async def db_session(state: State) -> AsyncIterator[AsyncSession]:
 Db = Annotated[AsyncSession, Depends(db_session)]
 
 
-async def _principal(state: AppState, raw: str, kind: str, what: str) -> Principal:
+async def _principal(
+    state: AppState, raw: str, kind: str, what: str, *, touch: bool = True
+) -> Principal:
     """The caller behind a credential, read from the database now (never cached, so a
     logout, a revocation, a deactivation or an expiry counts from the next request); the use
-    moves its idle deadline forward."""
+    moves its idle deadline forward unless ``touch`` is false."""
     found = await state.credentials.find(secret_hash(raw), kind)
     if found is None:
         raise Unauthenticated(f"this {what} is not valid; {_again(kind)}")
@@ -87,7 +89,8 @@ async def _principal(state: AppState, raw: str, kind: str, what: str) -> Princip
     if idle is not None and idle <= now:
         unused = _duration(found.idle_timeout_seconds or 0)
         raise Unauthenticated(f"this {what} ended after {unused} without use; {_again(kind)}")
-    state.credentials.touch(found)
+    if touch:
+        state.credentials.touch(found)
     actor = Actor(user_id=found.user_id, org_id=found.org_id, role=MemberRole(found.role))
     # This use moves the idle deadline: unused from now on, the credential ends then.
     idle_after = (
@@ -144,9 +147,20 @@ async def session_principal(
     ] = None,
 ) -> Principal:
     """The caller of a portal endpoint, from the session cookie; writes need the CSRF token."""
+    return await portal_session(request, cookie, csrf)
+
+
+async def portal_session(
+    request: Request, cookie: str | None, csrf: str | None, *, touch: bool = True
+) -> Principal:
+    """:func:`session_principal` for the portal's pages, which read the cookie themselves;
+    ``touch=False`` for a page's own background refresh, which is no use of the session (an
+    open tab would otherwise hold it past its idle timeout)."""
     if not cookie:
         raise Unauthenticated("not signed in: sign in first (/auth/oidc/login or POST /org/login)")
-    principal = await _principal(app_state(request), cookie, "session", "portal session")
+    principal = await _principal(
+        app_state(request), cookie, "session", "portal session", touch=touch
+    )
     if request.method not in _SAFE_METHODS and not csrf_matches(cookie, csrf):
         raise PermissionDenied(
             f"missing or wrong CSRF token: send the session's csrf_token (from sign-in or "

@@ -25,7 +25,7 @@ from kubegate.auth import tokens
 from kubegate.domain.access import MemberRole
 from kubegate.errors import PermissionDenied, Unauthenticated
 from kubegate.server.audit import record
-from kubegate.server.deps import Db, State, public_base_url, session_principal
+from kubegate.server.deps import Db, State, portal_session, public_base_url
 from kubegate.server.kube_tokens import Issuer, KubeTokenIssuer
 from kubegate.server.oidc_logins import safe_next_path
 from kubegate.server.portal_render import PAGE_HEADERS, PortalTemplates
@@ -67,8 +67,8 @@ def _sign_in_url(next_path: str, ended: str | None = None) -> str:
     return f"{SIGN_IN}?{urllib.parse.urlencode(query)}"
 
 
-async def _caller(request: Request, csrf: str | None = None) -> Principal:
-    return await session_principal(request, request.cookies.get(SESSION_COOKIE), csrf)
+async def _caller(request: Request, csrf: str | None = None, *, touch: bool = True) -> Principal:
+    return await portal_session(request, request.cookies.get(SESSION_COOKIE), csrf, touch=touch)
 
 
 def _to_sign_in(request: Request, next_path: str) -> Response:
@@ -242,8 +242,8 @@ def pages_router(templates: PortalTemplates) -> APIRouter:
 
     @router.get(f"{CLUSTERS}/table")
     async def clusters_table(request: Request, db: Db, state: State, issuer: Issuer) -> Response:
-        try:
-            caller = await _caller(request)
+        try:  # the page refreshing itself is no use of the session: its idle timeout holds
+            caller = await _caller(request, touch=False)
         except Unauthenticated:
             return _to_sign_in(request, CLUSTERS)
         context = await clusters_context(request, caller, db, state, issuer)
