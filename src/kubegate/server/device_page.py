@@ -25,7 +25,8 @@ def _page(title: str, body: str, status: int = 200, kind: str = "") -> HTMLRespo
     document = (
         "<!doctype html>\n"
         '<html lang="en">\n'
-        f"<head><title>{escape(title)} · kubegate</title></head>\n"
+        f"<head><title>{escape(title)} · kubegate</title>"
+        '<link rel="stylesheet" href="/portal/static/portal.css"></head>\n'
         "<body>\n"
         f'<main class="{classes}">\n'
         f"<h1>{escape(title)}</h1>\n"

@@ -1,9 +1,9 @@
 """The pages a person meets when an SSO sign-in does not end in the portal.
 
-Plain HTML, no script and no ``<meta>``: the charset travels in ``Content-Type``, every value
-is escaped, and the headers forbid caching (the callback URL carried a one-time code),
-framing, referrers and any sub-resource but this origin's stylesheets, so the page can later
-share the portal's CSS. What a page says comes from the :class:`SignInFailed` it renders;
+Plain HTML, no script: the charset travels in ``Content-Type``, every value is escaped, and
+the headers forbid caching (the callback URL carried a one-time code), framing, referrers
+and any sub-resource but this origin's stylesheets: the page links the portal's
+(``/portal/static/portal.css``). What a page says comes from the :class:`SignInFailed` it renders;
 a failed token verification shows only a generic sentence and the reference id under which
 the server logged the details.
 """
@@ -42,7 +42,8 @@ def failure_page(error: SignInFailed, *, reference: str, next_path: str = "/") -
     body = (
         "<!doctype html>\n"
         '<html lang="en">\n'
-        f"<head><title>{html.escape(error.title)} · kubegate</title></head>\n"
+        f"<head><title>{html.escape(error.title)} · kubegate</title>"
+        '<link rel="stylesheet" href="/portal/static/portal.css"></head>\n'
         "<body>\n"
         f'<main class="kg-message kg-message-error" data-error="{html.escape(error.code)}">\n'
         f"<h1>{html.escape(error.title)}</h1>\n"
