@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from sqlalchemy import Engine
 
 from kubegate.server.app import create_app
 from kubegate.settings import Settings
-from tests.fixtures.access import add_cluster
+from tests.fixtures.access import MEMBER_EMAIL, MEMBER_PASSWORD, add_cluster, add_user, org_id_of
 from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, ServerThread, make_settings
 from tests.fixtures.portal import COOKIE
 
@@ -138,3 +139,30 @@ def test_password_sign_in_off_hides_the_form_and_refuses_a_post(
         assert refused.status_code == 403
         assert "Password sign-in is turned off on this server" in refused.text
         assert "set-cookie" not in refused.headers
+
+
+def test_a_signed_in_visit_to_sign_in_goes_on_to_next(api: Api) -> None:
+    cookie = {"Cookie": f"{COOKIE}={session_of(post_sign_in(api.client))}"}
+
+    answer = api.client.get(SIGN_IN, params={"next": "/portal/clusters"}, headers=cookie)
+
+    assert answer.status_code == 303 and answer.headers["location"] == "/portal/clusters"
+
+
+def test_a_deactivated_member_is_told_so_and_gets_no_session(api: Api, db: Engine) -> None:
+    add_user(db, org_id_of(api), MEMBER_EMAIL, active=False)
+
+    answer = post_sign_in(api.client, email=MEMBER_EMAIL, password=MEMBER_PASSWORD)
+
+    assert answer.status_code == 401
+    assert "Your account is deactivated in this organisation" in answer.text
+    assert "set-cookie" not in answer.headers
+
+
+def test_a_wrong_password_keeps_the_email_and_focuses_the_password(api: Api) -> None:
+    answer = post_sign_in(api.client, password="wrong")
+
+    assert answer.status_code == 401
+    assert "The email or password is wrong." in answer.text
+    assert f'value="{ADMIN_EMAIL}"' in answer.text
+    assert 'autocomplete="current-password" required autofocus' in answer.text

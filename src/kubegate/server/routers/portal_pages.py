@@ -51,6 +51,10 @@ WRONG_PASSWORD = (
     "The email or password is wrong. Check both and try again; if you forgot your password, "
     "ask one of your kubegate admins to set a new one."
 )
+DEACTIVATED = (
+    "Your account is deactivated in this organisation, so you cannot sign in. Ask one of its "
+    "kubegate admins to reactivate it."
+)
 ENDED = {
     "expired": "Your session has ended (it timed out, or was signed out elsewhere). "
     "Sign in again to go on.",
@@ -189,7 +193,7 @@ def pages_router(templates: PortalTemplates) -> APIRouter:
                 )
                 record_sign_in(db, user, membership, started.session_id, method="password")
         except Unauthenticated as exc:
-            message = str(exc) if "deactivated" in str(exc) else WRONG_PASSWORD
+            message = DEACTIVATED if "deactivated" in str(exc) else WRONG_PASSWORD
             return sign_in_page(state, next_path, error=message, email=email, status=401)
         return response
 
