@@ -42,6 +42,7 @@ from kubegate.server.routers import (
     metrics,
     oidc,
     portal,
+    portal_access_pages,
     portal_pages,
     service_accounts,
     users,
@@ -163,7 +164,9 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.include_router(grants.router)
     app.include_router(portal.router)
     app.include_router(oidc.router)
-    app.include_router(portal_pages.pages_router(PortalTemplates()))
+    templates = PortalTemplates()
+    app.include_router(portal_pages.pages_router(templates))
+    app.include_router(portal_access_pages.access_pages_router(templates))
     app.mount(STATIC_PATH, PortalStatic(), name="portal-static")
     app.include_router(agent.router)
     return app
