@@ -114,9 +114,9 @@ def test_admin_creates_a_grant_sees_it_applied_live_and_deletes_it(
     expect(page.locator(f'tr[data-member="{member.email}"]')).to_be_visible()
 
     # The browser refuses a namespace that is not a DNS-1123 label: nothing is sent.
-    page.get_by_label("Member").select_option(member.email)
-    page.get_by_label("Role").select_option("edit")
-    page.get_by_label("Scope").select_option("namespace")
+    page.get_by_label("Member", exact=True).select_option(member.email)
+    page.get_by_label("Role", exact=True).select_option("edit")
+    page.get_by_label("Scope", exact=True).select_option("namespace")
     namespace = page.get_by_label("Namespace", exact=True)
     namespace.fill("Team_A")
     page.get_by_role("button", name="Create grant").click()
@@ -127,15 +127,30 @@ def test_admin_creates_a_grant_sees_it_applied_live_and_deletes_it(
     page.get_by_role("button", name="Create grant").click()
     page.wait_for_url("**?done=created")
     expect(page.get_by_role("status")).to_contain_text("The grant was created.")
-    row = page.locator(f'#grants tr[data-email="{member.email}"]')
+    row = page.locator(f'#grants tr[data-email="{member.email}"]', has_text="edit")
     expect(row.locator('td[data-label="Role"]')).to_have_text("edit")
     page.evaluate("window.kgNotReloaded = true")
 
     # The agent applies it; the polled fragment shows so, the page not reloaded.
     expect(row.locator("[data-status]")).to_have_text("applied", timeout=20_000)
     assert page.evaluate("window.kgNotReloaded") is True
+
+    # A namespace that does not exist: the agent fails it, and the view says why, live.
+    missing = f"missing-{uuid.uuid4().hex[:6]}"
+    page.get_by_label("Member", exact=True).select_option(member.email)
+    page.get_by_label("Role", exact=True).select_option("view")
+    page.get_by_label("Namespace", exact=True).fill(missing)
+    page.get_by_role("button", name="Create grant").click()
+    page.wait_for_url("**?done=created")
+    failed = page.locator(f'#grants tr[data-email="{member.email}"]', has_text=missing)
+    page.evaluate("window.kgNotReloaded = true")
+    expect(failed.locator("[data-status]")).to_have_text("failed", timeout=20_000)
+    expect(failed.locator(".kg-detail")).to_contain_text(missing)
+    assert page.evaluate("window.kgNotReloaded") is True
     save_screenshot(page, screenshots, "access-admin")
     assert_accessible(page)
+    page.get_by_role("button", name=f"Delete view grant of {member.email} in {missing}").click()
+    page.wait_for_url("**?done=deleted")
 
     page.get_by_role("button", name=f"Delete edit grant of {member.email} in default").click()
     page.wait_for_url("**?done=deleted")
@@ -181,7 +196,7 @@ def test_member_sees_no_manage_controls_and_downloads_a_working_kubeconfig(
     expect(page.get_by_text("expires 15 minutes after you download it")).to_be_visible()
     for control in ("Create grant", "Revoke all access", "Delete"):
         expect(page.get_by_role("button", name=control)).to_have_count(0)
-    expect(page.get_by_label("Member")).to_have_count(0)
+    expect(page.get_by_label("Member", exact=True)).to_have_count(0)
     save_screenshot(page, screenshots, "access-member")
     assert_accessible(page)
 
