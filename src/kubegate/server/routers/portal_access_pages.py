@@ -121,6 +121,7 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
         *,
         error: str | None = None,
         form: dict[str, str] | None = None,
+        with_members: bool = True,
     ) -> dict[str, Any]:
         settings = state.settings
         ttl = settings.kube_token_ttl_seconds
@@ -162,7 +163,7 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
         context["can_manage"] = capabilities.can_manage
         context["has_access"] = capabilities.has_access
         context |= await grants_context(access, cluster.id, caller)
-        if capabilities.can_manage:
+        if capabilities.can_manage and with_members:  # not for the polled grants
             members = await access.members(cluster.id, PageRequest(MAX_LIMIT, None))
             context["members"] = members.items
         return context
@@ -208,7 +209,9 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
             cluster = await get_cluster(db, caller.actor, cluster_id)
         except NotFound:
             return Response(status_code=404, headers={"HX-Redirect": CLUSTERS})
-        context = await access_context(request, caller, db, state, issuer, cluster)
+        context = await access_context(
+            request, caller, db, state, issuer, cluster, with_members=False
+        )
         return templates.page("access_grants.html", context)
 
     async def write(
