@@ -257,7 +257,8 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
                 raise NotFound("the access gateway is disabled on this server")
             done = await action(cluster_access(caller, db, state, issuer), cluster)
         except KubegateError as exc:
-            message = f"{what}: {exc.message[:1].upper()}{exc.message[1:]}."
+            said = exc.message.rstrip(".")
+            message = f"{what}: {said[:1].upper()}{said[1:]}."
             cluster = await get_cluster(db, caller.actor, cluster_id)  # fresh after a rollback
             context = await access_context(
                 request, caller, db, state, issuer, cluster, error=message, form=form
