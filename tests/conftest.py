@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.gateway",
     "tests.fixtures.cli",
     "tests.fixtures.agent_identity",
+    "tests.fixtures.portal_browser",
 ]
 
 # Hypothesis's "input generation is slow" health check is a timing assertion: on the 2-core

@@ -14,28 +14,29 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 from lightkube import Client
 from playwright._impl._errors import TargetClosedError
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from testenv.controlplane import Credentials
 from testenv.system import kubectl_binaries
 from tests.fixtures.gateway import Deployment, running_deployment
 from tests.fixtures.kube import Kubectl
-from tests.fixtures.portal_browser import assert_accessible, save_screenshot
+from tests.fixtures.portal_browser import (
+    Person,
+    assert_accessible,
+    deployment_admin,
+    new_member,
+    save_screenshot,
+    sign_in,
+    submit,
+)
 
 pytestmark = pytest.mark.e2e
-
-
-@dataclass(frozen=True)
-class Person:
-    email: str
-    password: str
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +51,7 @@ def gateway(
 
 @pytest.fixture(scope="module")
 def admin(gateway: Deployment) -> Person:
-    return Person(gateway.server.admin_email, gateway.server.admin_password)
-
-
-def new_member(gateway: Deployment) -> Person:
-    person = Person(f"m-{uuid.uuid4().hex[:8]}@example.com", uuid.uuid4().hex)
-    gateway.server.add_member(gateway.token, person.email, person.password)
-    return person
+    return deployment_admin(gateway)
 
 
 @pytest.fixture(scope="module")
@@ -65,44 +60,13 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    context = browser.new_context(ignore_https_errors=True, accept_downloads=True)
-    try:
-        yield context
-    finally:
-        with suppress(TargetClosedError):
-            context.close()
+def context(portal_context: BrowserContext) -> BrowserContext:
+    return portal_context
 
 
 @pytest.fixture
-def page(context: BrowserContext) -> Iterator[Page]:
-    """A page whose console errors (CSP violations among them) fail the test."""
-    page = context.new_page()
-    errors: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type == "error":
-            errors.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    assert [e for e in errors if "Content Security Policy" in e] == []
-
-
-def sign_in(page: Page, gateway: Deployment, person: Person) -> None:
-    page.goto(gateway.server.url + "/")
-    page.get_by_label("Email").fill(person.email)
-    page.get_by_label("Password").fill(person.password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{gateway.server.url}/portal/clusters")
-
-
-def submit(page: Page, button: Locator, done: str) -> None:
-    """Press a form's button and wait for the page it redirects to (``?done=``): a page
-    already at that address must not count as arrived."""
-    with page.expect_navigation(url=f"**?done={done}"):
-        button.click()
+def page(portal_page: Page) -> Page:
+    return portal_page
 
 
 def open_access(page: Page, gateway: Deployment) -> None:

@@ -43,7 +43,13 @@ from kubegate.server.routers import (
     oidc,
     portal,
     portal_access_pages,
+    portal_admin_kubeconfig_pages,
+    portal_audit_pages,
+    portal_key_pages,
+    portal_member_pages,
     portal_pages,
+    portal_register_pages,
+    portal_service_account_pages,
     service_accounts,
     users,
 )
@@ -166,7 +172,14 @@ def create_app(settings: Settings, announce: Announce = _silent) -> FastAPI:
     app.include_router(oidc.router)
     templates = PortalTemplates()
     app.include_router(portal_pages.pages_router(templates))
+    # before the Access view, whose /portal/clusters/{cluster_id} would match .../register
+    app.include_router(portal_register_pages.register_pages_router(templates))
     app.include_router(portal_access_pages.access_pages_router(templates))
+    app.include_router(portal_admin_kubeconfig_pages.admin_kubeconfig_pages_router(templates))
+    app.include_router(portal_key_pages.key_pages_router(templates))
+    app.include_router(portal_service_account_pages.service_account_pages_router(templates))
+    app.include_router(portal_audit_pages.audit_pages_router(templates))
+    app.include_router(portal_member_pages.member_pages_router(templates))
     app.mount(STATIC_PATH, PortalStatic(), name="portal-static")
     app.include_router(agent.router)
     return app

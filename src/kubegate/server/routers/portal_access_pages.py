@@ -34,7 +34,6 @@ from kubegate.domain.access import (
 from kubegate.errors import (
     KubegateError,
     NotFound,
-    PermissionDenied,
     Unauthenticated,
     ValidationFailed,
 )
@@ -42,12 +41,18 @@ from kubegate.server.access import ClusterAccess
 from kubegate.server.deps import Db, State, public_base_url
 from kubegate.server.kube_tokens import Issuer, KubeTokenIssuer, kubeconfig_response
 from kubegate.server.pagination import MAX_LIMIT, PageRequest
+from kubegate.server.portal_guard import (
+    CLUSTERS,
+    csrf_field,
+    form_writer,
+    page_caller,
+    redirect,
+    to_sign_in,
+)
 from kubegate.server.portal_render import PortalTemplates
 from kubegate.server.principal import Principal
 from kubegate.server.routers.clusters import get_cluster
-from kubegate.server.routers.portal_pages import CLUSTERS, _caller, _redirect, _to_sign_in
 from kubegate.server.schemas.access import GrantCreate
-from kubegate.server.sessions import SESSION_COOKIE, csrf_token_for
 from kubegate.server.state import AppState
 from kubegate.storage.models import Cluster
 
@@ -61,10 +66,6 @@ GATEWAY_OFF = (
     "Cluster Access is unavailable: the access gateway is turned off on this server, so "
     "there are no grants and no kubeconfigs. The person who runs kubegate can turn it on "
     "(gateway_enabled)."
-)
-NO_CSRF = (
-    "This form was not sent from kubegate's own page (its security token is missing or "
-    "wrong), so nothing was changed. Reload the Access page and try again."
 )
 DONE = {
     "created": "The grant was created. It shows as pending until the cluster's agent has "
@@ -130,7 +131,7 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
             "title": f"{cluster.name} · Access",
             "caller": caller,
             "is_admin": caller.actor.is_admin,
-            "csrf_token": csrf_token_for(request.cookies[SESSION_COOKIE]),
+            "csrf_token": csrf_field(request),
             "cluster": cluster,
             "online": state.tunnels.is_online(cluster.id),
             "unavailable": None,
@@ -174,7 +175,7 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
             {
                 "title": "Cluster not found",
                 "caller": caller,
-                "csrf_token": csrf_token_for(request.cookies[SESSION_COOKIE]),
+                "csrf_token": csrf_field(request),
                 "heading": "Cluster not found",
                 "message": f"{message}. It may have been deleted, or belong to another "
                 "organisation; the Clusters page lists yours.",
@@ -187,9 +188,9 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
         cluster_id: str, request: Request, db: Db, state: State, issuer: Issuer
     ) -> Response:
         try:
-            caller = await _caller(request)
+            caller = await page_caller(request)
         except Unauthenticated:
-            return _to_sign_in(request, cluster_path(cluster_id))
+            return to_sign_in(request, cluster_path(cluster_id))
         try:
             cluster = await get_cluster(db, caller.actor, cluster_id)
         except NotFound as exc:
@@ -202,9 +203,9 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
         cluster_id: str, request: Request, db: Db, state: State, issuer: Issuer
     ) -> Response:
         try:  # the page refreshing itself is no use of the session: its idle timeout holds
-            caller = await _caller(request, touch=False)
+            caller = await page_caller(request, touch=False)
         except Unauthenticated:
-            return _to_sign_in(request, cluster_path(cluster_id))
+            return to_sign_in(request, cluster_path(cluster_id))
         try:
             cluster = await get_cluster(db, caller.actor, cluster_id)
         except NotFound:
@@ -230,23 +231,9 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
         without the page's CSRF token, the page again with the error when it is refused, and
         back to the page with a notice (``action`` answers its key) when it is done."""
         path = cluster_path(cluster_id)
-        try:
-            caller = await _caller(request, csrf_token or None)
-        except Unauthenticated:
-            return _to_sign_in(request, path)
-        except PermissionDenied:
-            return templates.page(
-                "access_refused.html",
-                {
-                    "title": "Not changed",
-                    "caller": None,
-                    "csrf_token": "",
-                    "heading": "Nothing was changed",
-                    "message": NO_CSRF,
-                    "back": path,
-                },
-                status=403,
-            )
+        caller = await form_writer(request, templates, csrf_token, path)
+        if isinstance(caller, Response):
+            return caller
         try:  # ClusterAccess's writes open their own transactions: this read ends first
             async with db.begin():
                 cluster = await get_cluster(db, caller.actor, cluster_id)
@@ -266,7 +253,7 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
             return templates.page("access.html", context, status=exc.status)
         if isinstance(done, Response):
             return done
-        return _redirect(f"{path}?{urllib.parse.urlencode({'done': done})}")
+        return redirect(f"{path}?{urllib.parse.urlencode({'done': done})}")
 
     @router.post(f"{CLUSTERS}/{{cluster_id}}/grants")
     async def create_grant(

@@ -18,31 +18,37 @@ import urllib.parse
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from sqlalchemy import select
 
 from kubegate.auth import tokens
 from kubegate.domain.access import MemberRole
 from kubegate.errors import PermissionDenied, Unauthenticated
 from kubegate.server.audit import record
-from kubegate.server.deps import Db, State, portal_session, public_base_url
+from kubegate.server.deps import Db, State, public_base_url
 from kubegate.server.kube_tokens import Issuer, KubeTokenIssuer
 from kubegate.server.oidc_logins import safe_next_path
-from kubegate.server.portal_render import PAGE_HEADERS, PortalTemplates
+from kubegate.server.portal_guard import (
+    CLUSTERS,
+    SIGN_IN,
+    csrf_field,
+    page_caller,
+    redirect,
+    sign_in_url,
+    to_sign_in,
+)
+from kubegate.server.portal_render import PortalTemplates
 from kubegate.server.principal import Principal
 from kubegate.server.routers.auth import check_password, record_sign_in
 from kubegate.server.routers.clusters import clusters_out
 from kubegate.server.sessions import (
     SESSION_COOKIE,
     clear_session_cookie,
-    csrf_token_for,
     start_portal_session,
 )
 from kubegate.server.state import AppState
 from kubegate.storage.models import Cluster
 
-SIGN_IN = "/portal/sign-in"
-CLUSTERS = "/portal/clusters"
 CLUSTER_LIMIT = 200
 # How often an open Clusters page refreshes its table (online/offline, access) by htmx.
 REFRESH_SECONDS = 5
@@ -60,32 +66,6 @@ ENDED = {
     "Sign in again to go on.",
     "signed-out": "You are signed out.",
 }
-
-
-def _redirect(location: str, headers: dict[str, str] | None = None) -> RedirectResponse:
-    return RedirectResponse(location, status_code=303, headers={**PAGE_HEADERS, **(headers or {})})
-
-
-def _sign_in_url(next_path: str, ended: str | None = None) -> str:
-    query = {"next": next_path} | ({"ended": ended} if ended else {})
-    return f"{SIGN_IN}?{urllib.parse.urlencode(query)}"
-
-
-async def _caller(request: Request, csrf: str | None = None, *, touch: bool = True) -> Principal:
-    return await portal_session(request, request.cookies.get(SESSION_COOKIE), csrf, touch=touch)
-
-
-def _to_sign_in(request: Request, next_path: str) -> Response:
-    """Where a request without a valid session goes: sign-in, saying so when it had one."""
-    had_session = bool(request.cookies.get(SESSION_COOKIE))
-    location = _sign_in_url(next_path, "expired" if had_session else None)
-    if request.headers.get("HX-Request") == "true":
-        response: Response = Response(status_code=401, headers={"HX-Redirect": location})
-    else:
-        response = _redirect(location)
-    if had_session:
-        clear_session_cookie(response)
-    return response
 
 
 def _same_origin(request: Request) -> bool:
@@ -133,7 +113,7 @@ def pages_router(templates: PortalTemplates) -> APIRouter:
 
     @router.get("/")
     async def home() -> Response:
-        return _redirect(CLUSTERS)
+        return redirect(CLUSTERS)
 
     @router.get(SIGN_IN)
     async def sign_in(
@@ -142,11 +122,11 @@ def pages_router(templates: PortalTemplates) -> APIRouter:
         next_path = safe_next_path(next or CLUSTERS)
         if request.cookies.get(SESSION_COOKIE):
             try:
-                await _caller(request)
+                await page_caller(request)
             except Unauthenticated:
                 pass
             else:
-                return _redirect(next_path)
+                return redirect(next_path)
         return sign_in_page(state, next_path, notice=ENDED.get(ended or ""))
 
     @router.post(SIGN_IN)
@@ -178,7 +158,7 @@ def pages_router(templates: PortalTemplates) -> APIRouter:
             return sign_in_page(
                 state, next_path, error="Enter your email and password.", email=email, status=400
             )
-        response = _redirect(next_path)
+        response = redirect(next_path)
         try:
             async with db.begin():
                 user, membership = await check_password(db, email, password)
@@ -202,15 +182,15 @@ def pages_router(templates: PortalTemplates) -> APIRouter:
         request: Request, db: Db, csrf_token: Annotated[str, Form(max_length=256)] = ""
     ) -> Response:
         try:
-            caller = await _caller(request, csrf_token or None)
+            caller = await page_caller(request, csrf_token or None)
         except Unauthenticated:
-            return _to_sign_in(request, CLUSTERS)
+            return to_sign_in(request, CLUSTERS)
         except PermissionDenied:
-            return _redirect(CLUSTERS)  # not this page's form: nothing is signed out
+            return redirect(CLUSTERS)  # not this page's form: nothing is signed out
         async with db.begin():
             await tokens.revoke(db, caller.token_id)
             record(db, caller, "auth.logout", target_type="session", target_id=caller.token_id)
-        response = _redirect(_sign_in_url(CLUSTERS, "signed-out"))
+        response = redirect(sign_in_url(CLUSTERS, "signed-out"))
         clear_session_cookie(response)
         return response
 
@@ -229,7 +209,7 @@ def pages_router(templates: PortalTemplates) -> APIRouter:
             "title": "Clusters",
             "caller": caller,
             "is_admin": caller.actor.role is MemberRole.ADMIN,
-            "csrf_token": csrf_token_for(request.cookies[SESSION_COOKIE]),
+            "csrf_token": csrf_field(request),
             "clusters": await clusters_out(db, caller, state, issuer, list(rows)),
             "gateway_enabled": state.settings.gateway_enabled,
             "refresh_seconds": REFRESH_SECONDS,
@@ -238,18 +218,18 @@ def pages_router(templates: PortalTemplates) -> APIRouter:
     @router.get(CLUSTERS)
     async def clusters(request: Request, db: Db, state: State, issuer: Issuer) -> Response:
         try:
-            caller = await _caller(request)
+            caller = await page_caller(request)
         except Unauthenticated:
-            return _to_sign_in(request, CLUSTERS)
+            return to_sign_in(request, CLUSTERS)
         context = await clusters_context(request, caller, db, state, issuer)
         return templates.page("clusters.html", context)
 
     @router.get(f"{CLUSTERS}/table")
     async def clusters_table(request: Request, db: Db, state: State, issuer: Issuer) -> Response:
         try:  # the page refreshing itself is no use of the session: its idle timeout holds
-            caller = await _caller(request, touch=False)
+            caller = await page_caller(request, touch=False)
         except Unauthenticated:
-            return _to_sign_in(request, CLUSTERS)
+            return to_sign_in(request, CLUSTERS)
         context = await clusters_context(request, caller, db, state, issuer)
         return templates.page("clusters_table.html", context)
 

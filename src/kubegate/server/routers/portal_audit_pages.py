@@ -1,0 +1,13 @@
+"""The portal's pages for the audit log (/portal/audit) (ADR 0006). Not built yet."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from kubegate.server.portal_render import PortalTemplates
+
+
+def audit_pages_router(templates: PortalTemplates) -> APIRouter:
+    """The routes of these pages, rendering with ``templates``."""
+    del templates
+    return APIRouter(include_in_schema=False)
