@@ -51,13 +51,13 @@ def cluster(**fields: Any) -> ClusterOut:
 def test_no_cluster_tells_an_admin_how_to_register_one() -> None:
     page = clusters_page(MemberRole.ADMIN, [])
     assert "No clusters yet" in page
-    assert "POST /api/v1/clusters" in page
+    assert 'href="/portal/clusters/register">Register your first cluster' in page
 
 
 def test_no_cluster_tells_a_member_to_ask_an_admin() -> None:
     page = clusters_page(MemberRole.MEMBER, [])
     assert "Ask one of its admins to register yours" in page
-    assert "POST /api/v1/clusters" not in page
+    assert "/portal/clusters/register" not in page
 
 
 def test_values_are_escaped() -> None:

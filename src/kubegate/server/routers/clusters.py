@@ -6,18 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kubegate.auth.hashing import new_secret, secret_hash
 from kubegate.domain.access import (
     Actor,
-    ClusterKind,
-    dns1123_label_problem,
     require_admin,
     require_same_org,
 )
-from kubegate.errors import Conflict, NotFound, ValidationFailed
+from kubegate.errors import NotFound
+from kubegate.server import cluster_registration
 from kubegate.server.audit import failures_recorded, record
 from kubegate.server.deps import ApiCaller, Db, State, error_responses
 from kubegate.server.kube_tokens import Issuer, KubeTokenIssuer
@@ -92,15 +89,6 @@ async def get_cluster(db: AsyncSession, actor: Actor, cluster_id: str) -> Cluste
     return cluster
 
 
-def _kind(value: str) -> ClusterKind:
-    try:
-        return ClusterKind(value)
-    except ValueError:
-        raise ValidationFailed(
-            f"kind must be 'standard' or 'sandbox', not {value!r}", details={"field": "kind"}
-        ) from None
-
-
 @router.get(
     "",
     summary="Clusters of the caller's organisation, with the caller's own access to each",
@@ -144,41 +132,11 @@ async def list_clusters(
 async def register_cluster(
     body: ClusterCreate, caller: ApiCaller, db: Db, state: State, issuer: Issuer
 ) -> ClusterRegistered:
-    async with failures_recorded(state.sessions, caller, "cluster.register"):
-        require_admin(caller.actor, "register clusters")
-        problem = dns1123_label_problem(body.name)
-        if problem:
-            raise ValidationFailed(
-                f"cluster name {body.name!r} {problem}", details={"field": "name"}
-            )
-        kind = _kind(body.kind)
-        credential = new_secret("kg_agent")
-        async with db.begin():
-            cluster = Cluster(
-                org_id=caller.actor.org_id,
-                name=body.name,
-                kind=kind.value,
-                agent_credential_hash=secret_hash(credential),
-            )
-            db.add(cluster)
-            try:
-                await db.flush()
-            except IntegrityError as exc:
-                raise Conflict(
-                    f"a cluster named {body.name!r} already exists in this organisation",
-                    details={"field": "name"},
-                ) from exc
-            record(
-                db,
-                caller,
-                "cluster.register",
-                target_type="cluster",
-                target_id=cluster.id,
-                cluster_id=cluster.id,
-                detail={"name": cluster.name, "kind": cluster.kind},
-            )
-    [registered] = await clusters_out(db, caller, state, issuer, [cluster])
-    return ClusterRegistered(cluster=registered, agent_credential=credential)
+    registered = await cluster_registration.register_cluster(
+        db, state.sessions, caller, body.name, body.kind
+    )
+    [cluster] = await clusters_out(db, caller, state, issuer, [registered.cluster])
+    return ClusterRegistered(cluster=cluster, agent_credential=registered.agent_credential)
 
 
 @router.get(
