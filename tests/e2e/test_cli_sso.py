@@ -10,12 +10,10 @@ and its agent on the test control plane. Each test has its own browser profile a
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,42 +22,23 @@ from playwright._impl._errors import TargetClosedError
 from playwright.sync_api import Browser, BrowserContext, expect
 
 from testenv.controlplane import Credentials
-from testenv.dex import Dex
-from testenv.processes import free_port
 from tests.fixtures.cli import Cli
-from tests.fixtures.gateway import Deployment, running_deployment
 from tests.fixtures.kube import Kubectl
-from tests.fixtures.sso import ALICE, USERS, dex_oidc
+from tests.fixtures.sso import ALICE, SsoDeployment, running_sso_deployment
 from tests.fixtures.sso_login import SsoLogin
 
 pytestmark = pytest.mark.e2e
 
-CALLBACK = "/auth/oidc/callback"
-
-
-@dataclass
-class Stack:
-    """The gateway (server, cluster, agent) and its Dex."""
-
-    gateway: Deployment
-    dex: Dex
 
 
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, kube_credentials: Credentials, kube_admin: Client
-) -> Iterator[Stack]:
-    port = free_port()
-    with Dex(redirect_uris=[f"https://127.0.0.1:{port}{CALLBACK}"], users=USERS) as dex:
-        env = {"KUBEGATE_OIDC": json.dumps(dex_oidc(dex))}
-        with running_deployment(
-            tmp_path_factory.mktemp("sso-gateway"),
-            kube_credentials,
-            kube_admin,
-            server_env=env,
-            server_port=port,
-        ) as gateway:
-            yield Stack(gateway, dex)
+) -> Iterator[SsoDeployment]:
+    with running_sso_deployment(
+        tmp_path_factory.mktemp("sso-gateway"), kube_credentials, kube_admin
+    ) as stack:
+        yield stack
 
 
 @pytest.fixture
@@ -80,7 +59,7 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_sso_login_approved_in_the_browser_through_dex_then_kubectl_works(
-    stack: Stack, context: BrowserContext, kubectl: Kubectl, namespace: str, tmp_path: Path
+    stack: SsoDeployment, context: BrowserContext, kubectl: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
     # Alice is a member with a grant before she ever signs in: SSO links her by email.
     grant = stack.gateway.grant(ALICE.email, "edit", namespace)
@@ -92,7 +71,7 @@ def test_sso_login_approved_in_the_browser_through_dex_then_kubectl_works(
 
 
 def sign_in_approve_and_use(
-    stack: Stack, context: BrowserContext, kubectl: Kubectl, namespace: str, tmp_path: Path
+    stack: SsoDeployment, context: BrowserContext, kubectl: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
     server = stack.gateway.server
     cli = Cli(tmp_path / "home")
@@ -145,7 +124,7 @@ def sign_in_approve_and_use(
 
 
 def test_a_login_denied_in_the_browser_ends_the_cli_with_exit_1(
-    stack: Stack, context: BrowserContext, tmp_path: Path
+    stack: SsoDeployment, context: BrowserContext, tmp_path: Path
 ) -> None:
     server = stack.gateway.server
     cli = Cli(tmp_path / "home")

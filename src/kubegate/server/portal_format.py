@@ -1,4 +1,5 @@
-"""How the portal writes times: relative for reading at a glance, exact on hover."""
+"""How the portal writes times: relative for reading at a glance, exact on hover, and
+lifetimes as a person says them."""
 
 from __future__ import annotations
 
@@ -26,3 +27,12 @@ def relative_time(moment: dt.datetime, now: dt.datetime) -> str:
 def exact_time(moment: dt.datetime) -> str:
     """``2026-12-03 08:11:58 UTC``: what the ``title`` of a relative time shows."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def spoken_duration(seconds: int) -> str:
+    """``15 minutes``, ``1 hour``, ``90 seconds``: a token lifetime as a person says it."""
+    for size, unit in ((3600, "hour"), (60, "minute")):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"

@@ -112,6 +112,26 @@ def test_member_without_a_grant_is_told_to_ask_an_admin(api: Api, member: Portal
     assert "Download kubeconfig" not in text
 
 
+def test_a_members_open_page_polls_their_own_access(
+    api: Api, member: Portal, member_id: str
+) -> None:
+    cluster_id = add_cluster(api, "prod")
+    mine = page(cluster_id, "/mine")
+    headers = {"HX-Request": "true", "Cookie": f"{COOKIE}={member.cookie}"}
+    assert f'hx-get="{mine}" hx-trigger="every 5s"' in member.get(page(cluster_id)).text
+
+    before = member.client.get(mine, headers=headers).text
+    assert before.startswith('<section class="kg-section"') and "You do not have access" in before
+    grant(api, cluster_id, member_id, "view")
+    after = member.client.get(mine, headers=headers).text
+    # No agent here: the grant waits for the cluster, so the page looks again every second.
+    assert "view</span> on the whole cluster" in after and "cluster offline" in after
+    assert 'hx-trigger="every 1s"' in after and "Download kubeconfig" in after
+
+    ended = member.client.get(mine, headers={"HX-Request": "true"})
+    assert ended.status_code == 401 and ended.headers["HX-Redirect"].startswith("/portal/sign-in")
+
+
 def test_member_downloads_a_kubeconfig_with_an_embedded_token(
     api: Api, member: Portal, member_id: str, db: Engine
 ) -> None:

@@ -8,7 +8,8 @@ from importlib.resources import files
 import pytest
 
 from kubegate.domain.access import dns1123_label_problem
-from kubegate.server.routers.portal_access_pages import NAMESPACE_PATTERN, _duration
+from kubegate.server.portal_format import spoken_duration
+from kubegate.server.routers.portal_access_pages import NAMESPACE_PATTERN
 
 TEMPLATES = files("kubegate.server") / "templates" / "portal"
 
@@ -34,7 +35,7 @@ def test_no_template_has_inline_script_style_or_handlers(name: str) -> None:
     ],
 )
 def test_token_lifetime_as_a_person_says_it(seconds: int, said: str) -> None:
-    assert _duration(seconds) == said
+    assert spoken_duration(seconds) == said
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -41,6 +41,7 @@ from kubegate.server.access import ClusterAccess
 from kubegate.server.deps import Db, State, public_base_url
 from kubegate.server.kube_tokens import Issuer, KubeTokenIssuer, kubeconfig_response
 from kubegate.server.pagination import MAX_LIMIT, PageRequest
+from kubegate.server.portal_format import spoken_duration
 from kubegate.server.portal_guard import (
     CLUSTERS,
     csrf_field,
@@ -52,7 +53,7 @@ from kubegate.server.portal_guard import (
 from kubegate.server.portal_render import PortalTemplates
 from kubegate.server.principal import Principal
 from kubegate.server.routers.clusters import get_cluster
-from kubegate.server.schemas.access import GrantCreate
+from kubegate.server.schemas.access import GrantCreate, GrantOut
 from kubegate.server.state import AppState
 from kubegate.storage.models import Cluster
 
@@ -81,13 +82,10 @@ def cluster_path(cluster_id: str) -> str:
     return f"{CLUSTERS}/{cluster_id}"
 
 
-def _duration(seconds: int) -> str:
-    """``15 minutes``, ``1 hour``, ``90 seconds``: a token lifetime as a person says it."""
-    for size, unit in ((3600, "hour"), (60, "minute")):
-        if seconds >= size and seconds % size == 0:
-            count = seconds // size
-            return f"{count} {unit}{'' if count == 1 else 's'}"
-    return f"{seconds} seconds"
+def _refresh(grants: Sequence[GrantOut]) -> int:
+    """How soon to look again at ``grants``: quickly while one is on its way."""
+    pending = any(g.status in ("pending", "cluster_offline") for g in grants)
+    return REFRESH_PENDING_SECONDS if pending else REFRESH_SECONDS
 
 
 def access_pages_router(templates: PortalTemplates) -> APIRouter:
@@ -104,12 +102,13 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
     ) -> dict[str, Any]:
         page = await access.grants(cluster_id, PageRequest(MAX_LIMIT, None))
         grants = page.items
-        pending = any(g.status in ("pending", "cluster_offline") for g in grants)
+        own = [g for g in grants if g.user_id == caller.actor.user_id]
         return {
             "grants": grants,
             "more_grants": page.next_cursor is not None,
-            "own_grants": [g for g in grants if g.user_id == caller.actor.user_id],
-            "refresh": REFRESH_PENDING_SECONDS if pending else REFRESH_SECONDS,
+            "own_grants": own,
+            "refresh": _refresh(grants),
+            "mine_refresh": _refresh(own),
         }
 
     async def access_context(
@@ -141,12 +140,13 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
             "more_grants": False,
             "own_grants": [],
             "refresh": REFRESH_SECONDS,
+            "mine_refresh": REFRESH_SECONDS,
             "members": [],
             "roles": [role.value for role in Role],
             "namespace_pattern": NAMESPACE_PATTERN,
             "namespace_max": DNS1123_LABEL_MAX,
             "server_url": public_base_url(request),
-            "token_lifetime": _duration(ttl),
+            "token_lifetime": spoken_duration(ttl),
             "token_expires_at": now + dt.timedelta(seconds=ttl),
             "error": error,
             "notice": DONE.get(request.query_params.get("done", "")),
@@ -198,10 +198,15 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
         context = await access_context(request, caller, db, state, issuer, cluster)
         return templates.page("access.html", context)
 
-    @router.get(f"{CLUSTERS}/{{cluster_id}}/grants")
-    async def grants_fragment(
-        cluster_id: str, request: Request, db: Db, state: State, issuer: Issuer
+    async def fragment(
+        cluster_id: str,
+        request: Request,
+        db: Db,
+        state: AppState,
+        issuer: KubeTokenIssuer,
+        template: str,
     ) -> Response:
+        """A part of the Access view the open page polls for (``template``)."""
         try:  # the page refreshing itself is no use of the session: its idle timeout holds
             caller = await page_caller(request, touch=False)
         except Unauthenticated:
@@ -213,7 +218,19 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
         context = await access_context(
             request, caller, db, state, issuer, cluster, with_members=False
         )
-        return templates.page("access_grants.html", context)
+        return templates.page(template, context)
+
+    @router.get(f"{CLUSTERS}/{{cluster_id}}/grants")
+    async def grants_fragment(
+        cluster_id: str, request: Request, db: Db, state: State, issuer: Issuer
+    ) -> Response:
+        return await fragment(cluster_id, request, db, state, issuer, "access_grants.html")
+
+    @router.get(f"{CLUSTERS}/{{cluster_id}}/mine")
+    async def mine_fragment(
+        cluster_id: str, request: Request, db: Db, state: State, issuer: Issuer
+    ) -> Response:
+        return await fragment(cluster_id, request, db, state, issuer, "access_mine.html")
 
     async def write(
         request: Request,
