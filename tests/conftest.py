@@ -3,6 +3,7 @@
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = [
+    "tests.fixtures.timing",
     "tests.fixtures.shutdown",
     "tests.fixtures.kube",
     "tests.fixtures.postgres",
