@@ -20,37 +20,26 @@ Writing events is ``server/audit.py``'s job; this module only reads them.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import select
 
-from kubegate.domain.access import require_admin
 from kubegate.errors import ValidationFailed
 from kubegate.server.audit_query import (
     FOLLOW_SETTLE,
     TIME_EXAMPLE,
     AuditFilter,
-    FollowPosition,
-    apply_filters,
-    decode_after,
-    encode_follow,
-    follow_page,
     parse_rfc3339,
     parse_status,
-    recorded_after,
 )
+from kubegate.server.audit_reads import read_audit
 from kubegate.server.deps import ApiCaller, Db, error_responses
-from kubegate.server.pagination import (
-    PageRequest,
-    next_cursor,
-    page_request,
-    paginate_newest_first,
-)
-from kubegate.server.schemas.audit import AuditEventOut, AuditPage
+from kubegate.server.pagination import PageRequest, page_request
+from kubegate.server.schemas.audit import AuditPage
 from kubegate.server.schemas.users import PRINTABLE_PATTERN
-from kubegate.storage.models import AuditEvent, utcnow
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
 
@@ -94,7 +83,7 @@ async def known_parameters(request: Request) -> None:
 
 def _time_query(what: str) -> Any:
     return Query(
-        max_length=64,
+        max_length=_TIME_MAX,
         description=f"{what} RFC 3339 time with a time zone, e.g. {TIME_EXAMPLE}.",
         json_schema_extra={"format": "date-time"},
     )
@@ -106,36 +95,64 @@ def _text_query(description: str, max_length: int = 64, pattern: str = PRINTABLE
 
 # A resource, or a resource and one subresource: printable, no other slash.
 _RESOURCE_PATTERN = r"^[^/\x00-\x1f\x7f-\x9f]+(/[^/\x00-\x1f\x7f-\x9f]+)?$"
+_STATUS_PATTERN = r"^[1-5]([0-9]{2}|xx)$"
+# Each text filter's longest value and pattern: the query's declarations below, and
+# filters_from_query for the portal's filter form, check the same.
+TEXT_LIMITS: dict[str, tuple[int, str]] = {
+    "actor": (320, PRINTABLE_PATTERN),
+    "cluster_id": (64, PRINTABLE_PATTERN),
+    "action": (64, PRINTABLE_PATTERN),
+    "verb": (32, PRINTABLE_PATTERN),
+    "resource": (193, _RESOURCE_PATTERN),
+    "namespace": (63, PRINTABLE_PATTERN),
+}
+_TIME_MAX = 64
+_WHAT_FITS = {
+    PRINTABLE_PATTERN: "printable text (no tabs, newlines or other control characters)",
+    _RESOURCE_PATTERN: "a resource such as pods, or a resource and one subresource such "
+    "as pods/exec",
+}
 
 
 def audit_filter(
     actor: Annotated[
-        str | None, _text_query("Who acted: an email (any case) or a user id.", 320)
+        str | None,
+        _text_query("Who acted: an email (any case) or a user id.", *TEXT_LIMITS["actor"]),
     ] = None,
     cluster_id: Annotated[
-        str | None, _text_query("Only events about this cluster (deleted clusters too).")
+        str | None,
+        _text_query(
+            "Only events about this cluster (deleted clusters too).", *TEXT_LIMITS["cluster_id"]
+        ),
     ] = None,
     action: Annotated[
         str | None,
-        _text_query("Only this action, e.g. cluster.register, user.update or kube.request."),
+        _text_query(
+            "Only this action, e.g. cluster.register, user.update or kube.request.",
+            *TEXT_LIMITS["action"],
+        ),
     ] = None,
     verb: Annotated[
-        str | None, _text_query("Proxied requests with this Kubernetes verb, e.g. delete.", 32)
+        str | None,
+        _text_query(
+            "Proxied requests with this Kubernetes verb, e.g. delete.", *TEXT_LIMITS["verb"]
+        ),
     ] = None,
     resource: Annotated[
         str | None,
         _text_query(
             "Proxied requests for this resource (pods: its subresources too) or one "
             "subresource of it (pods/exec).",
-            193,
-            _RESOURCE_PATTERN,
+            *TEXT_LIMITS["resource"],
         ),
     ] = None,
-    namespace: Annotated[str | None, _text_query("Proxied requests in this namespace.", 63)] = None,
+    namespace: Annotated[
+        str | None, _text_query("Proxied requests in this namespace.", *TEXT_LIMITS["namespace"])
+    ] = None,
     status: Annotated[
         str | None,
         Query(
-            pattern=r"^[1-5]([0-9]{2}|xx)$",
+            pattern=_STATUS_PATTERN,
             description="Proxied requests answered with this HTTP status (403) or class (5xx).",
         ),
     ] = None,
@@ -160,28 +177,23 @@ def audit_filter(
     )
 
 
-def event_out(event: AuditEvent) -> AuditEventOut:
-    """The API's view of one stored event."""
-    return AuditEventOut(
-        id=event.id,
-        created_at=event.created_at,
-        recorded_at=event.recorded_at,
-        actor_user_id=event.actor_user_id,
-        actor_email=event.actor_email,
-        action=event.action,
-        target_type=event.target_type,
-        target_id=event.target_id,
-        cluster_id=event.cluster_id,
-        result=event.result,
-        verb=event.verb,
-        resource=event.resource,
-        subresource=event.subresource,
-        namespace=event.namespace,
-        status_code=event.status_code,
-        source=event.source,
-        user_agent=event.user_agent,
-        detail=event.detail,
-    )
+def filters_from_query(values: Mapping[str, str]) -> AuditFilter:
+    """The filters of a form's fields (an empty field: not filtered on), checked as the
+    query's declarations check them, or ValidationFailed naming the field."""
+    given = {name: value for name, value in values.items() if name in FILTERS and value}
+    for name, value in given.items():
+        limit, pattern = TEXT_LIMITS.get(name, (_TIME_MAX, ""))
+        if len(value) > limit:
+            raise ValidationFailed(
+                f"{name} is at most {limit} characters; got {len(value)}",
+                details={"field": name},
+            )
+        if pattern and not re.match(pattern, value):
+            raise ValidationFailed(
+                f"{name} must be {_WHAT_FITS[pattern]}; got {value[:64]!r}",
+                details={"field": name},
+            )
+    return audit_filter(**given)
 
 
 @router.get(
@@ -209,31 +221,4 @@ async def list_audit_events(
         ),
     ] = None,
 ) -> AuditPage:
-    require_admin(caller.actor, "read the audit log")
-    query = apply_filters(
-        select(AuditEvent).where(AuditEvent.org_id == caller.actor.org_id), filters
-    )
-    horizon = utcnow() - FOLLOW_SETTLE
-    if after is None:
-        statement = paginate_newest_first(query, page, AuditEvent.created_at, AuditEvent.id)
-        rows, cursor = next_cursor(list((await db.scalars(statement)).all()), page)
-        return AuditPage(
-            items=[event_out(e) for e in rows],
-            next_cursor=cursor,
-            follow_cursor=encode_follow(FollowPosition(horizon, "")),
-        )
-    if page.after is not None:
-        raise ValidationFailed(
-            "pass cursor (newest first) or after (in recorded order), not both",
-            details={"field": "after"},
-        )
-    position = decode_after(after)
-    statement = recorded_after(query, position, horizon, page.limit)
-    found = list((await db.scalars(statement)).all())
-    rows, following, more = follow_page(found, position, horizon, page.limit)
-    follow = encode_follow(following)
-    return AuditPage(
-        items=[event_out(e) for e in rows],
-        next_cursor=follow if more else None,
-        follow_cursor=follow,
-    )
+    return await read_audit(db, caller.actor, filters, page, after)
