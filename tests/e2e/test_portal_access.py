@@ -23,6 +23,7 @@ from playwright._impl._errors import TargetClosedError
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from testenv.controlplane import Credentials
+from testenv.gateway import GatewayServer
 from testenv.system import kubectl_binaries
 from tests.fixtures.gateway import Deployment, running_deployment
 from tests.fixtures.kube import Kubectl
@@ -33,6 +34,7 @@ from tests.fixtures.portal_browser import (
     new_member,
     save_screenshot,
     sign_in,
+    sign_in_at,
     submit,
 )
 
@@ -225,3 +227,25 @@ def test_sandbox_cluster_says_it_has_no_cluster_access(
     expect(page.get_by_role("button", name="Create grant")).to_have_count(0)
     save_screenshot(page, screenshots, "access-sandbox")
     assert_accessible(page)
+
+
+def test_gateway_off_says_cluster_access_is_unavailable(
+    tmp_path: Path, page: Page, screenshots: Path
+) -> None:
+    server = GatewayServer(tmp_path / "server", extra_env={"KUBEGATE_GATEWAY_ENABLED": "false"})
+    server.start()
+    try:
+        cluster = server.register_cluster(server.login(), "gateway-off")
+        sign_in_at(page, server.url, Person(server.admin_email, server.admin_password))
+        page.get_by_role("link", name="gateway-off", exact=True).click()
+        page.wait_for_url(f"{server.url}/portal/clusters/{cluster['id']}")
+
+        expect(page.locator(".kg-empty")).to_contain_text(
+            "the access gateway is turned off on this server"
+        )
+        for control in ("Create grant", "Revoke all access", "Download kubeconfig"):
+            expect(page.get_by_role("button", name=control)).to_have_count(0)
+        save_screenshot(page, screenshots, "access-gateway-off")
+        assert_accessible(page)
+    finally:
+        server.stop()
