@@ -11,9 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import Engine
 
 from kubegate.server.app import create_app
+from kubegate.server.routers import portal_pages
 from kubegate.settings import Settings
 from tests.fixtures.access import MEMBER_EMAIL, MEMBER_PASSWORD, add_cluster, add_user, org_id_of
 from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api, ServerThread, make_settings
@@ -166,3 +168,17 @@ def test_a_wrong_password_keeps_the_email_and_focuses_the_password(api: Api) -> 
     assert "The email or password is wrong." in answer.text
     assert f'value="{ADMIN_EMAIL}"' in answer.text
     assert 'autocomplete="current-password" required autofocus' in answer.text
+
+
+def test_more_clusters_than_a_page_holds_are_said_so(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(portal_pages, "CLUSTER_LIMIT", 2)
+    for name in ("c-one", "c-two", "c-three"):
+        add_cluster(api, name)
+    cookie = {"Cookie": f"{COOKIE}={session_of(post_sign_in(api.client))}"}
+
+    text = api.client.get("/portal/clusters", headers=cookie).text
+
+    assert "c-one" in text and "c-three" in text and "c-two" not in text  # by name
+    assert "Showing the first 2 clusters by name" in text

@@ -202,15 +202,18 @@ def pages_router(templates: PortalTemplates) -> APIRouter:
                 select(Cluster)
                 .where(Cluster.org_id == caller.actor.org_id)
                 .order_by(Cluster.name)
-                .limit(CLUSTER_LIMIT)
+                .limit(CLUSTER_LIMIT + 1)
             )
         ).all()
+        more = len(rows) > CLUSTER_LIMIT
+        rows = rows[:CLUSTER_LIMIT]
         return {
             "title": "Clusters",
             "caller": caller,
             "is_admin": caller.actor.role is MemberRole.ADMIN,
             "csrf_token": csrf_field(request),
             "clusters": await clusters_out(db, caller, state, issuer, list(rows)),
+            "more_clusters": more,
             "gateway_enabled": state.settings.gateway_enabled,
             "refresh_seconds": REFRESH_SECONDS,
         }
