@@ -395,6 +395,29 @@ class ServiceAccounts:
         )
         return _issued(name, config), _parse_expiry(answer.expires_at, seconds)
 
+    async def admin_kubeconfig_cluster(self, cluster_id: str) -> Cluster:
+        """The cluster, when the caller may take its admin kubeconfig: an organisation admin
+        (403 otherwise), signed in as a person (not with an access key), holding cluster-admin
+        on the whole cluster; 404/409 as :meth:`_cluster`. In the caller's transaction; the
+        portal's page asks it before offering the download."""
+        cluster = await self._cluster(cluster_id, "take the admin kubeconfig")
+        if self.caller.access_key_id is not None:
+            raise PermissionDenied("the admin kubeconfig needs a person's login, not an access key")
+        held = await self.db.scalar(
+            select(Grant.id).where(
+                Grant.cluster_id == cluster.id,
+                Grant.user_id == self.caller.actor.user_id,
+                Grant.role == Role.CLUSTER_ADMIN.value,
+                Grant.scope == "cluster",
+            )
+        )
+        if held is None:
+            raise PermissionDenied(
+                "the admin kubeconfig is only for organisation admins who hold "
+                f"cluster-admin on the whole of cluster {cluster.name}; you do not"
+            )
+        return cluster
+
     async def admin_kubeconfig(
         self, cluster_id: str, duration_seconds: int | None
     ) -> tuple[IssuedKubeconfig, dt.datetime]:
@@ -402,24 +425,7 @@ class ServiceAccounts:
         fields = {"target_type": "cluster", "target_id": cluster_id, "cluster_id": cluster_id}
         async with failures_recorded(self.sessions, self.caller, ADMIN_ACTION, **fields):
             async with self.db.begin():
-                cluster = await self._cluster(cluster_id, "take the admin kubeconfig")
-                if self.caller.access_key_id is not None:
-                    raise PermissionDenied(
-                        "the admin kubeconfig needs a person's login, not an access key"
-                    )
-                held = await self.db.scalar(
-                    select(Grant.id).where(
-                        Grant.cluster_id == cluster.id,
-                        Grant.user_id == self.caller.actor.user_id,
-                        Grant.role == Role.CLUSTER_ADMIN.value,
-                        Grant.scope == "cluster",
-                    )
-                )
-                if held is None:
-                    raise PermissionDenied(
-                        "the admin kubeconfig is only for organisation admins who hold "
-                        f"cluster-admin on the whole of cluster {cluster.name}; you do not"
-                    )
+                cluster = await self.admin_kubeconfig_cluster(cluster_id)
                 seconds = lifetime(
                     duration_seconds,
                     ADMIN_DEFAULT_SECONDS,
