@@ -54,6 +54,7 @@ from kubegate.server.portal_render import PortalTemplates
 from kubegate.server.principal import Principal
 from kubegate.server.routers.clusters import get_cluster
 from kubegate.server.schemas.access import GrantCreate, GrantOut
+from kubegate.server.service_accounts import ServiceAccounts
 from kubegate.server.state import AppState
 from kubegate.storage.models import Cluster
 
@@ -142,6 +143,7 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
             "refresh": REFRESH_SECONDS,
             "mine_refresh": REFRESH_SECONDS,
             "members": [],
+            "admin_kubeconfig": False,
             "roles": [role.value for role in Role],
             "namespace_pattern": NAMESPACE_PATTERN,
             "namespace_max": DNS1123_LABEL_MAX,
@@ -167,6 +169,10 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
         if capabilities.can_manage and with_members:  # not for the polled grants
             members = await access.members(cluster.id, PageRequest(MAX_LIMIT, None))
             context["members"] = members.items
+            context["admin_kubeconfig"] = await _may_take_admin_kubeconfig(
+                ServiceAccounts(db, state.sessions, settings, caller, state.tunnels, issuer),
+                cluster.id,
+            )
         return context
 
     def not_found(caller: Principal, request: Request, message: str) -> Response:
@@ -398,6 +404,15 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
         )
 
     return router
+
+
+async def _may_take_admin_kubeconfig(accounts: ServiceAccounts, cluster_id: str) -> bool:
+    """Whether the view links to the admin kubeconfig: by the rule of the download itself."""
+    try:
+        await accounts.admin_kubeconfig_cluster(cluster_id)
+    except KubegateError:
+        return False
+    return True
 
 
 class _WrongName(KubegateError):
