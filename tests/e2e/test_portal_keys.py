@@ -122,7 +122,7 @@ def test_a_member_creates_copies_uses_and_deletes_an_access_key(
     secret = page.locator("#new-key-secret").inner_text().strip()
     assert re.fullmatch(r"kgak_\S+", secret), secret
     page.get_by_role("button", name="Copy the key").click()
-    expect(page.locator("#copy-status")).to_have_text("Copied to the clipboard.")
+    expect(page.locator("#copy-status")).to_have_text("Copied.")
     assert page.evaluate("navigator.clipboard.readText()") == secret
     save_screenshot(page, screenshots, "access-keys-created")
     assert_accessible(page)

@@ -96,7 +96,7 @@ def test_a_new_key_is_shown_once_works_and_is_listed_without_its_secret(
     assert status == 201, text
     assert "you will not see it again" in text
     [secret] = set(SECRET.findall(text))
-    assert 'data-copy-target="new-key-secret"' in text and "/portal/static/copy.js" in text
+    assert 'data-copy="new-key-secret"' in text and "/portal/static/copy_button.js" in text
     assert api.get("/api/v1/me", secret).json()["user"]["email"] == MEMBER_EMAIL
 
     again = member.get(KEYS).text  # the page once more: the secret is gone for good
