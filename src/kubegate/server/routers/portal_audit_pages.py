@@ -15,6 +15,7 @@ filter is a readable 422, never a silent "everything".
 from __future__ import annotations
 
 import datetime as dt
+import json
 import urllib.parse
 from collections import Counter
 from collections.abc import Mapping
@@ -77,14 +78,29 @@ def _query_filters(request: Request, known: frozenset[str]) -> tuple[dict[str, s
     return given, filters_from_query(given)
 
 
+def _value(value: object) -> str:
+    """A changed value as the API writes it (``true``, not Python's ``True``)."""
+    return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
+
+
 def _what(event: AuditEventOut) -> dict[str, Any]:
     """How a row says what was done: a proxied request as verb, resource, name and
     namespace (exec and attach with their command), an admin action by name and target."""
     detail = event.detail
     if event.action != "kube.request":
-        target = f"{event.target_type} {event.target_id}".strip()
         email = detail.get("email")
-        return {"action": event.action, "target": target, "about": email, "command": None}
+        target = str(email) if email else f"{event.target_type} {event.target_id}".strip()
+        changes = detail.get("changes")
+        said = (
+            ", ".join(
+                f"{name} {_value(change.get('from'))} → {_value(change.get('to'))}"
+                for name, change in changes.items()
+                if isinstance(change, dict)
+            )
+            if isinstance(changes, dict)
+            else detail.get("message")
+        )
+        return {"action": event.action, "target": target, "about": said, "command": None}
     resource = event.resource or str(detail.get("path", ""))
     if event.subresource:
         resource = f"{resource}/{event.subresource}"
