@@ -31,6 +31,7 @@ from tests.fixtures.portal_browser import (
     Person,
     assert_accessible,
     deployment_admin,
+    new_member,
     save_screenshot,
     sign_in,
     submit,
@@ -218,3 +219,24 @@ def test_the_pages_fit_a_375_pixel_screen(
         with suppress(TargetClosedError):
             context.close()
         gateway.server.call(gateway.token, "DELETE", f"{path}/{account['id']}")
+
+
+def test_a_member_is_told_why_neither_page_is_theirs(
+    gateway: Deployment, page: Page, screenshots: Path
+) -> None:
+    sign_in(page, gateway, new_member(gateway))
+    expect(page.get_by_role("link", name="Service accounts")).to_have_count(0)
+    expect(page.get_by_role("link", name="Register a cluster")).to_have_count(0)
+
+    page.goto(f"{gateway.server.url}/portal/service-accounts")
+    expect(page.get_by_role("alert")).to_contain_text(
+        "Only organisation admins manage service accounts, and you are a member"
+    )
+    expect(page.get_by_role("button", name="Create service account")).to_have_count(0)
+    save_screenshot(page, screenshots, "service-accounts-refused")
+    assert_accessible(page)
+
+    page.goto(f"{gateway.server.url}/portal/clusters/register")
+    expect(page.get_by_role("alert")).to_contain_text("Only organisation admins can register")
+    expect(page.get_by_role("button", name="Register cluster")).to_have_count(0)
+    assert_accessible(page)
