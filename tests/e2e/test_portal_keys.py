@@ -197,6 +197,12 @@ def test_the_admin_kubeconfig_warns_downloads_and_works_with_kubectl_directly(
     assert ("success", admin.email) in [(e["result"], e["actor_email"]) for e in events]
     gateway.delete_grant(str(grant["id"]))
 
+    # An admin's Access keys page offers anyone's keys to see (and delete).
+    page.get_by_role("link", name="Access keys").click()
+    expect(page.get_by_label("Show the keys of")).to_contain_text(f"{admin.email} (you)")
+    assert_accessible(page)
+    fits_375_pixels(page, screenshots, "access-keys-admin-375px")
+
 
 def test_a_member_is_refused_the_admin_kubeconfig_with_the_reason(
     gateway: Deployment, page: Page, screenshots: Path

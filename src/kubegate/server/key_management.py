@@ -22,10 +22,10 @@ from kubegate.domain.key_scope import KeyScope, covers
 from kubegate.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from kubegate.server.audit import failures_recorded, record
 from kubegate.server.key_lookup import NO_EXPIRY
+from kubegate.server.members import get_member
 from kubegate.server.pagination import PageRequest, next_cursor, paginate
 from kubegate.server.principal import Principal
 from kubegate.server.revocation import delete_key_kube_tokens
-from kubegate.server.routers.users import get_member
 from kubegate.server.schemas import Page
 from kubegate.server.schemas.access_keys import (
     AccessKeyCreate,

@@ -86,6 +86,7 @@ def test_without_keys_the_page_says_what_to_do_next(api: Api, member: Portal) ->
     assert "No access keys yet" in text and "Make one below" in text
     assert 'action="/portal/access-keys"' in text and 'name="csrf_token"' in text
     assert 'aria-current="page">Access keys<' in text
+    assert 'id="keys-member"' not in text  # whose keys to see is an admin's choice
 
 
 def test_a_new_key_is_shown_once_works_and_is_listed_without_its_secret(
@@ -237,6 +238,8 @@ def test_an_admin_sees_and_deletes_a_members_key(
     page = admin.get(f"{KEYS}?user={member_id}").text
     assert f"Access keys of {MEMBER_EMAIL}" in page and 'data-key="members-key"' in page
     assert "Create access key" not in page  # keys are made by their owner only
+    assert f'<option value="{member_id}" selected>{MEMBER_EMAIL}</option>' in page
+    assert f'<option value="{me(api)}">{ADMIN_EMAIL} (you)</option>' in page
     assert f"/portal/access-keys/{key['id']}/delete?user={member_id}" in page
     confirm = admin.get(f"{KEYS}/{key['id']}/delete?user={member_id}").text
     assert f"{MEMBER_EMAIL}'s key ending in" in confirm

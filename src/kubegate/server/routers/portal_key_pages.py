@@ -26,6 +26,7 @@ from sqlalchemy import select
 from kubegate.errors import KubegateError, NotFound, Unauthenticated
 from kubegate.server.deps import Db, State
 from kubegate.server.key_management import create_key, delete_key, list_keys, member_keys
+from kubegate.server.members import get_member, list_members
 from kubegate.server.pagination import MAX_LIMIT, PageRequest
 from kubegate.server.portal_guard import csrf_field, form_writer, page_caller, redirect, to_sign_in
 from kubegate.server.portal_key_form import (
@@ -38,7 +39,6 @@ from kubegate.server.portal_key_form import (
 )
 from kubegate.server.portal_render import PortalTemplates
 from kubegate.server.principal import Principal
-from kubegate.server.routers.users import get_member
 from kubegate.server.schemas import Page
 from kubegate.server.schemas.access_keys import AccessKeyCreated, AccessKeyOut
 from kubegate.storage.models import Cluster
@@ -116,6 +116,9 @@ def key_pages_router(templates: PortalTemplates) -> APIRouter:
                 .limit(CLUSTER_LIMIT)
             )
         ).all()
+        members = []
+        if caller.actor.is_admin:  # whose keys to see: an admin's choice
+            members = (await list_members(db, caller.actor, PageRequest(MAX_LIMIT, None))).items
         today = dt.datetime.now(dt.UTC).date()
         return {
             "title": "Access keys",
@@ -124,6 +127,8 @@ def key_pages_router(templates: PortalTemplates) -> APIRouter:
             "own": own,
             "user_id": None if own else user_id,
             "member_email": member_email,
+            "members": members,
+            "shown_user": caller.actor.user_id if own else user_id,
             "keys": page.items,
             "more_keys": page.next_cursor is not None,
             "clusters": [{"id": row.id, "name": row.name} for row in clusters],
