@@ -264,3 +264,23 @@ def test_without_a_session_the_page_goes_to_sign_in(api: Api) -> None:
     answer = api.client.get(PAGE)
     assert answer.status_code == 303
     assert answer.headers["location"] == "/portal/sign-in?next=%2Fportal%2Fservice-accounts"
+
+
+def test_with_the_gateway_off_only_direct_kubeconfigs_are_offered(gateway_off: Api) -> None:
+    cluster_id = add_cluster(gateway_off, "prod")
+    admin = sign_in(gateway_off.client, ADMIN_EMAIL, ADMIN_PASSWORD)[1]
+    assert create(admin, cluster_id)[0] == 303
+
+    text = admin.get(PAGE).text
+
+    assert '<option value="direct">Straight to the apiserver (--direct)</option>' in text
+    assert 'value="gateway"' not in text
+    assert "not offered: the access gateway is turned off on this server" in text
+
+
+def test_no_page_has_inline_script_or_style(api: Api, admin: Portal) -> None:
+    cluster_id = add_cluster(api, "prod")
+    create(admin, cluster_id)
+    for text in (admin.get(PAGE).text, form_post(admin, "/portal/clusters/register", name="x")[1]):
+        assert "style=" not in text and "<style" not in text
+        assert "<script>" not in text and "<script src=" in text
