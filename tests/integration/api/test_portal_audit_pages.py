@@ -16,8 +16,9 @@ import urllib.parse
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
+from kubegate.storage.models import AuditEvent
 from tests.fixtures.access import MEMBER_EMAIL, MEMBER_PASSWORD, add_cluster, add_user, org_id_of
 from tests.fixtures.api import ADMIN_EMAIL, ADMIN_PASSWORD, Api
 from tests.fixtures.audit import ACTORS, CLUSTERS, Seeded, seed
@@ -25,6 +26,7 @@ from tests.fixtures.gateway import wait_for
 from tests.fixtures.portal import Portal, sign_in
 
 AUDIT = "/portal/audit"
+KEY = "k" * 32
 _EVENT = re.compile(r'<tr data-event="([0-9a-f]{32})"')
 
 
@@ -74,6 +76,29 @@ def test_admin_sees_events_with_who_what_status_cluster_and_source(
     assert 'aria-current="page">Audit<' in text
     assert f'href="{AUDIT}/export?"' in text and f'href="{AUDIT}?follow=on"' in text
     del cluster_id
+
+
+def test_an_exec_row_shows_its_command_and_the_access_key_used(
+    api: Api, admin: Portal, db: Engine
+) -> None:
+    [made] = seed(db, org_id_of(api), count=1)
+    with db.begin() as conn:
+        conn.execute(
+            update(AuditEvent)
+            .where(AuditEvent.id == made.id)
+            .values(
+                subresource="exec",
+                namespace="dev",
+                detail={"name": "web-0", "command": ["sh", "-c", "ls /"], "access_key_id": KEY},
+            )
+        )
+
+    text = admin.get(AUDIT).text
+
+    row = text.split(f'data-event="{made.id}"', 1)[1].split("</tr>", 1)[0]
+    assert f"via access key {KEY}" in row
+    assert f"{made.verb} pods/exec</code>" in row and "web-0" in row and "namespace dev" in row
+    assert "$ sh -c ls /" in row
 
 
 def test_a_member_is_told_they_cannot_read_the_audit_log(api: Api, db: Engine) -> None:

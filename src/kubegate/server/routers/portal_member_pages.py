@@ -143,15 +143,12 @@ def member_pages_router(templates: PortalTemplates) -> APIRouter:
             return caller
         try:
             done = await action(caller)
+        except PermissionDenied as exc:  # a member: the page is not theirs to see either
+            return refused(caller, request, exc)
         except KubegateError as exc:
             said = exc.message.rstrip(".")
             message = f"{what}: {said[:1].upper()}{said[1:]}."
-            try:
-                context = await members_context(
-                    request, caller, db, state, error=message, form=form
-                )
-            except PermissionDenied as refusal:
-                return refused(caller, request, refusal)
+            context = await members_context(request, caller, db, state, error=message, form=form)
             return templates.page("members.html", context, status=exc.status)
         return redirect(f"{MEMBERS}?{urllib.parse.urlencode({'done': done})}")
 
