@@ -14,7 +14,7 @@ import urllib.parse
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
-from kubegate.errors import PermissionDenied, Unauthenticated
+from kubegate.errors import KubegateError, PermissionDenied, Unauthenticated
 from kubegate.server.deps import portal_session
 from kubegate.server.portal_render import PAGE_HEADERS, PortalTemplates
 from kubegate.server.principal import Principal
@@ -31,6 +31,13 @@ NO_CSRF = (
 def redirect(location: str, headers: dict[str, str] | None = None) -> RedirectResponse:
     """A 303 to ``location`` with the portal's headers."""
     return RedirectResponse(location, status_code=303, headers={**PAGE_HEADERS, **(headers or {})})
+
+
+def refusal(what: str, exc: KubegateError) -> str:
+    """What a page says when an operation is refused: ``The grant was not created: Namespace
+    'x' must ….`` (``what``, then the error's message as a sentence)."""
+    said = exc.message.rstrip(".")
+    return f"{what}: {said[:1].upper()}{said[1:]}."
 
 
 def sign_in_url(next_path: str, ended: str | None = None) -> str:

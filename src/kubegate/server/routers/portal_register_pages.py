@@ -27,6 +27,7 @@ from kubegate.server.portal_guard import (
     csrf_field,
     form_writer,
     page_caller,
+    refusal,
     to_sign_in,
 )
 from kubegate.server.portal_render import PAGE_HEADERS, PortalTemplates
@@ -109,8 +110,7 @@ def register_pages_router(templates: PortalTemplates) -> APIRouter:
         except PermissionDenied:
             return refused(request, caller)
         except KubegateError as exc:
-            said = exc.message.rstrip(".")
-            message = f"The cluster was not registered: {said[:1].upper()}{said[1:]}."
+            message = refusal("The cluster was not registered", exc)
             return form_page(request, caller, error=message, form=form, status=exc.status)
         ca_pem = await state.gateway_ca.pem()
         server_url = public_base_url(request)

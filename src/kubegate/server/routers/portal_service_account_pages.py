@@ -33,7 +33,14 @@ from kubegate.errors import (
 from kubegate.server.deps import Db, State
 from kubegate.server.kube_tokens import Issuer, KubeTokenIssuer, kubeconfig_response
 from kubegate.server.pagination import MAX_LIMIT, PageRequest
-from kubegate.server.portal_guard import csrf_field, form_writer, page_caller, redirect, to_sign_in
+from kubegate.server.portal_guard import (
+    csrf_field,
+    form_writer,
+    page_caller,
+    redirect,
+    refusal,
+    to_sign_in,
+)
 from kubegate.server.portal_render import PortalTemplates
 from kubegate.server.principal import Principal
 from kubegate.server.routers.clusters import get_cluster
@@ -92,11 +99,6 @@ class Row:
     def key(self) -> str:
         """What the kubeconfig form's select sends for it."""
         return f"{self.cluster.id}/{self.account.id}"
-
-
-def _sentence(what: str, exc: KubegateError) -> str:
-    said = exc.message.rstrip(".")
-    return f"{what}: {said[:1].upper()}{said[1:]}."
 
 
 def service_account_pages_router(templates: PortalTemplates) -> APIRouter:
@@ -223,8 +225,8 @@ def service_account_pages_router(templates: PortalTemplates) -> APIRouter:
     ) -> Response:
         """The page again with why ``what`` did not happen (a member: refused)."""
         if isinstance(exc, PermissionDenied) and not accounts.caller.actor.is_admin:
-            return refused(request, accounts.caller, _sentence(what, exc))
-        context = await page_context(request, accounts, error=_sentence(what, exc), form=form)
+            return refused(request, accounts.caller, refusal(what, exc))
+        context = await page_context(request, accounts, error=refusal(what, exc), form=form)
         return templates.page("service_accounts.html", context, status=exc.status)
 
     @router.post(PAGE)
