@@ -28,7 +28,14 @@ from kubegate.server.deps import Db, State
 from kubegate.server.key_management import create_key, delete_key, list_keys, member_keys
 from kubegate.server.members import get_member, list_members
 from kubegate.server.pagination import MAX_LIMIT, PageRequest
-from kubegate.server.portal_guard import csrf_field, form_writer, page_caller, redirect, to_sign_in
+from kubegate.server.portal_guard import (
+    csrf_field,
+    form_writer,
+    page_caller,
+    redirect,
+    refusal,
+    to_sign_in,
+)
 from kubegate.server.portal_key_form import (
     EXPIRY_CHOICES,
     NAME_MAX,
@@ -56,11 +63,6 @@ def keys_path(user_id: str | None = None, done: str | None = None) -> str:
     """The page's address: one's own keys, or (for an admin) ``user_id``'s."""
     query = {key: value for key, value in (("user", user_id), ("done", done)) if value}
     return f"{KEYS}?{urllib.parse.urlencode(query)}" if query else KEYS
-
-
-def _sentence(what: str, exc: KubegateError) -> str:
-    said = exc.message.rstrip(".")
-    return f"{what}: {said[:1].upper()}{said[1:]}."
 
 
 def key_pages_router(templates: PortalTemplates) -> APIRouter:
@@ -151,7 +153,7 @@ def key_pages_router(templates: PortalTemplates) -> APIRouter:
             context = await keys_context(request, caller, db, user)
         except KubegateError as exc:
             heading = "Not found" if isinstance(exc, NotFound) else "Not allowed"
-            return refused(caller, request, heading, _sentence(heading, exc), exc.status)
+            return refused(caller, request, heading, refusal(heading, exc), exc.status)
         return templates.page("access_keys.html", context)
 
     @router.post(KEYS)
@@ -187,7 +189,7 @@ def key_pages_router(templates: PortalTemplates) -> APIRouter:
             )
             created = await create_key(db, state, caller, body)
         except KubegateError as exc:
-            message = _sentence("The access key was not created", exc)
+            message = refusal("The access key was not created", exc)
             context = await keys_context(request, caller, db, None, error=message, form=form)
             return templates.page("access_keys.html", context, status=exc.status)
         context = await keys_context(request, caller, db, None, created=created)
@@ -212,7 +214,7 @@ def key_pages_router(templates: PortalTemplates) -> APIRouter:
             key = await key_of(db, caller, user, key_id)
         except KubegateError as exc:
             heading = "Not found" if isinstance(exc, NotFound) else "Not allowed"
-            message = _sentence(heading, exc) + " It may have been deleted already."
+            message = refusal(heading, exc) + " It may have been deleted already."
             return refused(caller, request, heading, message, exc.status)
         context = {
             "title": f"Delete access key {key.name}",
@@ -241,7 +243,7 @@ def key_pages_router(templates: PortalTemplates) -> APIRouter:
         try:
             await delete_key(db, state, caller, owner or caller.actor.user_id, key_id)
         except KubegateError as exc:
-            message = _sentence("The access key was not deleted", exc)
+            message = refusal("The access key was not deleted", exc)
             return refused(caller, request, "Not deleted", message, exc.status)
         return redirect(keys_path(None if own else owner, "deleted"))
 
