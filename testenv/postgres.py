@@ -277,10 +277,14 @@ class PostgresServer:
             raise PostgresError("the PostgreSQL server is not running: call start() first")
         return self.root
 
-    def create_database(self, name: str) -> str:
-        """Create an empty database ``name`` and return its DSN."""
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create database ``name`` (empty, or a copy of database ``template``, which nobody
+        may be connected to) and return its DSN."""
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template is not None:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            conn.execute(statement)
         return self.database_url(name)
 
     def drop_database(self, name: str) -> None:

@@ -30,7 +30,6 @@ from tests.fixtures.sso_login import SsoLogin
 pytestmark = pytest.mark.e2e
 
 
-
 @pytest.fixture(scope="module")
 def stack(
     tmp_path_factory: pytest.TempPathFactory, kube_credentials: Credentials, kube_admin: Client

@@ -25,6 +25,7 @@ def clusters_page(role: MemberRole, clusters: list[ClusterOut], **extra: Any) ->
         "is_admin": role is MemberRole.ADMIN,
         "csrf_token": "kg_csrf_x",
         "clusters": clusters,
+        "more_clusters": False,
         "gateway_enabled": True,
         "refresh_seconds": 5,
         "now": NOW,
