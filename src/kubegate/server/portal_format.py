@@ -29,6 +29,16 @@ def exact_time(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def as_sentence(message: str) -> str:
+    """``message`` to open a sentence of the page's: a capital first letter (unless its first
+    word is a field or setting name, ``duration_seconds``, which keeps its spelling), no full
+    stop of its own."""
+    said = message.rstrip(".")
+    if "_" in said.split(" ", 1)[0]:
+        return said
+    return f"{said[:1].upper()}{said[1:]}"
+
+
 def spoken_duration(seconds: int) -> str:
     """``15 minutes``, ``1 hour``, ``90 seconds``: a token lifetime as a person says it."""
     for size, unit in ((3600, "hour"), (60, "minute")):

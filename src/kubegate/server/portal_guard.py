@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from kubegate.errors import KubegateError, PermissionDenied, Unauthenticated
 from kubegate.server.deps import portal_session
+from kubegate.server.portal_format import as_sentence
 from kubegate.server.portal_render import PAGE_HEADERS, PortalTemplates
 from kubegate.server.principal import Principal
 from kubegate.server.sessions import SESSION_COOKIE, clear_session_cookie, csrf_token_for
@@ -36,8 +37,7 @@ def redirect(location: str, headers: dict[str, str] | None = None) -> RedirectRe
 def refusal(what: str, exc: KubegateError) -> str:
     """What a page says when an operation is refused: ``The grant was not created: Namespace
     'x' must ….`` (``what``, then the error's message as a sentence)."""
-    said = exc.message.rstrip(".")
-    return f"{what}: {said[:1].upper()}{said[1:]}."
+    return f"{what}: {as_sentence(exc.message)}."
 
 
 def sign_in_url(next_path: str, ended: str | None = None) -> str:

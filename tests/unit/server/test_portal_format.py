@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from kubegate.server.portal_format import exact_time, relative_time
+from kubegate.server.portal_format import as_sentence, exact_time, relative_time
 
 NOW = dt.datetime(2026, 12, 3, 8, 0, 0, tzinfo=dt.UTC)
 
@@ -35,3 +35,21 @@ def test_relative_time_says_whole_units(seconds_ago: int, shown: str) -> None:
 def test_exact_time_is_utc_whatever_the_zone() -> None:
     paris = dt.timezone(dt.timedelta(hours=1))
     assert exact_time(dt.datetime(2026, 12, 3, 9, 30, 5, tzinfo=paris)) == "2026-12-03 08:30:05 UTC"
+
+
+@pytest.mark.parametrize(
+    ("message", "opening"),
+    [
+        (
+            "namespace 'Team_A' must be a DNS-1123 label.",
+            "Namespace 'Team_A' must be a DNS-1123 label",
+        ),
+        ("You do not have access", "You do not have access"),
+        ("duration_seconds must be at least 600", "duration_seconds must be at least 600"),
+        ("", ""),
+    ],
+)
+def test_a_message_opens_a_sentence_but_a_field_name_keeps_its_spelling(
+    message: str, opening: str
+) -> None:
+    assert as_sentence(message) == opening

@@ -48,6 +48,7 @@ from kubegate.server.portal_guard import (
     form_writer,
     page_caller,
     redirect,
+    refusal,
     to_sign_in,
 )
 from kubegate.server.portal_render import PortalTemplates
@@ -267,8 +268,7 @@ def access_pages_router(templates: PortalTemplates) -> APIRouter:
                 raise NotFound("the access gateway is disabled on this server")
             done = await action(cluster_access(caller, db, state, issuer), cluster)
         except KubegateError as exc:
-            said = exc.message.rstrip(".")
-            message = f"{what}: {said[:1].upper()}{said[1:]}."
+            message = refusal(what, exc)
             cluster = await get_cluster(db, caller.actor, cluster_id)  # fresh after a rollback
             context = await access_context(
                 request, caller, db, state, issuer, cluster, error=message, form=form

@@ -23,7 +23,14 @@ from kubegate.errors import Conflict, KubegateError, Unauthenticated, Validation
 from kubegate.server.deps import Db, State
 from kubegate.server.kube_tokens import Issuer, KubeTokenIssuer, kubeconfig_response
 from kubegate.server.portal_format import spoken_duration
-from kubegate.server.portal_guard import CLUSTERS, csrf_field, form_writer, page_caller, to_sign_in
+from kubegate.server.portal_guard import (
+    CLUSTERS,
+    csrf_field,
+    form_writer,
+    page_caller,
+    refusal,
+    to_sign_in,
+)
 from kubegate.server.portal_render import PortalTemplates
 from kubegate.server.principal import Principal
 from kubegate.server.routers.service_accounts import EXPIRES_HEADER
@@ -52,14 +59,6 @@ def duration_choices(default: int, maximum: int) -> list[tuple[int, str]]:
     return [(value, spoken_duration(value)) for value in sorted(values)]
 
 
-def _sentence(what: str, exc: KubegateError) -> str:
-    """``What: The reason.`` (a reason opening with a field's name keeps its spelling)."""
-    said = exc.message.rstrip(".")
-    if "_" not in said.split(" ", 1)[0]:
-        said = f"{said[:1].upper()}{said[1:]}"
-    return f"{what}: {said}."
-
-
 def admin_kubeconfig_pages_router(templates: PortalTemplates) -> APIRouter:
     """The routes of these pages, rendering with ``templates``."""
     router = APIRouter(include_in_schema=False)
@@ -82,9 +81,9 @@ def admin_kubeconfig_pages_router(templates: PortalTemplates) -> APIRouter:
                 "caller": caller,
                 "csrf_token": csrf_field(request),
                 "heading": heading,
-                "message": _sentence("You cannot take the admin kubeconfig", exc)
+                "message": refusal("You cannot take the admin kubeconfig", exc)
                 if exc.status == 403
-                else _sentence(heading, exc),
+                else refusal(heading, exc),
                 "back": f"{CLUSTERS}/{cluster_id}" if exc.status != 404 else CLUSTERS,
             },
             status=exc.status,
@@ -99,7 +98,7 @@ def admin_kubeconfig_pages_router(templates: PortalTemplates) -> APIRouter:
             server: str | None = direct_target(cluster).server
             unknown_server = None
         except Conflict as exc:
-            server, unknown_server = None, _sentence("It cannot be issued yet", exc)
+            server, unknown_server = None, refusal("It cannot be issued yet", exc)
         return {
             "title": f"{cluster.name} · Admin kubeconfig",
             "caller": caller,
@@ -163,9 +162,9 @@ def admin_kubeconfig_pages_router(templates: PortalTemplates) -> APIRouter:
         except KubegateError as exc:
             try:  # the page again, saying why, for whom it is for; else the refusal
                 cluster = await service.admin_kubeconfig_cluster(cluster_id)
-            except KubegateError as refusal:
-                return refused(caller, request, cluster_id, refusal)
-            message = _sentence("No admin kubeconfig was issued", exc)
+            except KubegateError as not_theirs:
+                return refused(caller, request, cluster_id, not_theirs)
+            message = refusal("No admin kubeconfig was issued", exc)
             context = page_context(request, caller, state, cluster, message)
             return templates.page("admin_kubeconfig.html", context, status=exc.status)
         response = kubeconfig_response(issued)

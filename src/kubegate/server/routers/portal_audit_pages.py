@@ -36,7 +36,8 @@ from kubegate.server.audit_query import (
 from kubegate.server.audit_reads import export_lines, export_query, read_audit
 from kubegate.server.deps import Db, State
 from kubegate.server.pagination import MAX_LIMIT, PageRequest, decode_cursor
-from kubegate.server.portal_guard import csrf_field, page_caller, to_sign_in
+from kubegate.server.portal_format import as_sentence
+from kubegate.server.portal_guard import csrf_field, page_caller, refusal, to_sign_in
 from kubegate.server.portal_render import PAGE_HEADERS, PortalTemplates
 from kubegate.server.principal import Principal
 from kubegate.server.routers.audit_log import FILTERS, filters_from_query
@@ -152,7 +153,6 @@ def audit_pages_router(templates: PortalTemplates) -> APIRouter:
         ]
 
     def refused(caller: Principal, request: Request, exc: KubegateError) -> Response:
-        said = exc.message.rstrip(".")
         return templates.page(
             "access_refused.html",
             {
@@ -160,7 +160,7 @@ def audit_pages_router(templates: PortalTemplates) -> APIRouter:
                 "caller": caller,
                 "csrf_token": csrf_field(request),
                 "heading": "You cannot read the audit log",
-                "message": f"{said[:1].upper()}{said[1:]}: it shows everyone's actions, so only "
+                "message": f"{as_sentence(exc.message)}: it shows everyone's actions, so only "
                 "the organisation's admins read it. Ask one of them if you need to know what "
                 "happened.",
             },
@@ -208,8 +208,7 @@ def audit_pages_router(templates: PortalTemplates) -> APIRouter:
             page = PageRequest(PAGE_SIZE, decode_cursor(cursor) if cursor else None)
             answer = await read_audit(db, caller.actor, filters, page, None)
         except KubegateError as exc:
-            said = exc.message.rstrip(".")
-            context["error"] = f"The audit log was not read: {said[:1].upper()}{said[1:]}."
+            context["error"] = refusal("The audit log was not read", exc)
             return templates.page("audit.html", context, status=exc.status)
         encoded = urllib.parse.urlencode(given)
         following = params.get("follow") == "on" and cursor is None
@@ -275,7 +274,6 @@ def audit_pages_router(templates: PortalTemplates) -> APIRouter:
             _, filters = _query_filters(request, FILTERS)
             query = export_query(caller.actor, filters)
         except KubegateError as exc:
-            said = exc.message
             return templates.page(
                 "access_refused.html",
                 {
@@ -283,7 +281,7 @@ def audit_pages_router(templates: PortalTemplates) -> APIRouter:
                     "caller": caller,
                     "csrf_token": csrf_field(request),
                     "heading": "Nothing was exported",
-                    "message": f"{said[:1].upper()}{said[1:]}.",
+                    "message": f"{as_sentence(exc.message)}.",
                     "back": AUDIT,
                 },
                 status=exc.status,

@@ -33,7 +33,15 @@ from kubegate.server.members import (
     update_member,
 )
 from kubegate.server.pagination import MAX_LIMIT, PageRequest
-from kubegate.server.portal_guard import csrf_field, form_writer, page_caller, redirect, to_sign_in
+from kubegate.server.portal_format import as_sentence
+from kubegate.server.portal_guard import (
+    csrf_field,
+    form_writer,
+    page_caller,
+    redirect,
+    refusal,
+    to_sign_in,
+)
 from kubegate.server.portal_render import PortalTemplates
 from kubegate.server.principal import Principal
 from kubegate.server.schemas.users import MemberCreate, MemberUpdate
@@ -98,7 +106,6 @@ def member_pages_router(templates: PortalTemplates) -> APIRouter:
         }
 
     def refused(caller: Principal, request: Request, exc: KubegateError) -> Response:
-        said = exc.message.rstrip(".")
         return templates.page(
             "access_refused.html",
             {
@@ -106,7 +113,7 @@ def member_pages_router(templates: PortalTemplates) -> APIRouter:
                 "caller": caller,
                 "csrf_token": csrf_field(request),
                 "heading": "You cannot manage members",
-                "message": f"{said[:1].upper()}{said[1:]}: you are a member of this "
+                "message": f"{as_sentence(exc.message)}: you are a member of this "
                 "organisation, not one of its admins. Ask one of them to add people or "
                 "change roles.",
             },
@@ -146,8 +153,7 @@ def member_pages_router(templates: PortalTemplates) -> APIRouter:
         except PermissionDenied as exc:  # a member: the page is not theirs to see either
             return refused(caller, request, exc)
         except KubegateError as exc:
-            said = exc.message.rstrip(".")
-            message = f"{what}: {said[:1].upper()}{said[1:]}."
+            message = refusal(what, exc)
             context = await members_context(request, caller, db, state, error=message, form=form)
             return templates.page("members.html", context, status=exc.status)
         return redirect(f"{MEMBERS}?{urllib.parse.urlencode({'done': done})}")
