@@ -160,7 +160,7 @@ def _print_summary(
     if lines:
         console.print()
     for label, value in lines:
-        console.print(f"{label + ':':<16}{value}", highlight=False)
+        console.print(f"{label + ':':<18}{value}", highlight=False)
     for heading, group in commands:
         console.print()
         console.print(heading)
@@ -223,6 +223,7 @@ def run_demo(stop: threading.Event, workdir: Path | None, console: Console) -> N
                 ("kubeconfig", f"{creds.kubeconfig}  (the cluster's admin, direct)"),
                 ("kubegate API", f"{gateway.url}  (CA: {gateway.ca_file})"),
                 ("kubegate proxy", gateway.proxy_url),
+                ("kubegate portal", f"{gateway.url}/  (sign in as the admin or the user)"),
                 ("kubegate admin", f"{gateway.admin_email} / {gateway.admin_password}"),
                 ("cluster", f"'local' registered through the API: id {cluster['id']}"),
                 ("agent", f"connected (log: {agent.log})"),

@@ -96,6 +96,7 @@ def test_demo_runs_kubectl_through_kubegate_prints_working_commands_and_stops_on
         assert len(children) >= 6, output
         assert re.search(r"grant: +dev@kubegate.local edit on namespace demo: applied", output)
         assert "registered through the API" in output
+        assert re.search(r"kubegate portal: +https://127\.0\.0\.1:\d+/ ", output), output
 
         # What the demo ran as the granted user, with the CLI and kubectl, and showed.
         logged_in = _shown_output(lines, "kubegate login https://127.0.0.1:")
